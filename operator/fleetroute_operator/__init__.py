@@ -1,0 +1,1 @@
+"""The fleetroute operator: reconciles GPUPools, ModelPools and RoutingPolicies with kopf."""

@@ -1,0 +1,221 @@
+"""kopf handlers: thin adapters from events and timers to the reconcile steps."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import kopf
+
+from fleetroute.crds import GROUP, VERSION
+from fleetroute_operator import reconcile
+from fleetroute_operator.capacity import NodeFacts, node_facts, pod_requests, pool_capacity
+from fleetroute_operator.kube import Kube
+from fleetroute_operator.settings import Settings
+
+GPUPOOLS = (GROUP, VERSION, "gpupools")
+MODELPOOLS = (GROUP, VERSION, "modelpools")
+POLICIES = (GROUP, VERSION, "routingpolicies")
+
+
+class State:
+    """What every handler shares, passed in kopf's memo (no module-level state)."""
+
+    def __init__(self, kube: Kube, settings: Settings) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.config_writer = reconcile.RouterConfigWriter(
+            kube, settings.router_config_namespace, settings.router_config_name
+        )
+
+
+def _state(memo: kopf.Memo) -> State:
+    state = memo["state"]
+    assert isinstance(state, State)  # noqa: S101
+    return state
+
+
+# Indexes: in-memory views kopf keeps current from its watches.
+
+
+def index_nodes(name: str, body: kopf.Body, **_: Any) -> dict[str, NodeFacts]:
+    return {name: node_facts(body)}
+
+
+def _holds_extended_resources(body: kopf.Body, **_: Any) -> bool:
+    return bool(body.get("spec", {}).get("nodeName")) and bool(pod_requests(body))
+
+
+def index_gpu_pods(body: kopf.Body, **_: Any) -> dict[str, dict[str, int]]:
+    return {body["spec"]["nodeName"]: pod_requests(body)}
+
+
+def index_gpupools(name: str, body: kopf.Body, **_: Any) -> dict[str, dict[str, Any]]:
+    return {name: dict(body)}
+
+
+def index_modelpools(
+    namespace: str, name: str, body: kopf.Body, **_: Any
+) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(namespace, name): dict(body)}
+
+
+def index_policies(
+    namespace: str, name: str, body: kopf.Body, **_: Any
+) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(namespace, name): dict(body)}
+
+
+def _one(index: kopf.Index[Any, Any], key: Any) -> Any | None:
+    """The single value an index holds for a key (kopf keeps a store per key)."""
+    store = index.get(key)
+    return next(iter(store), None) if store else None
+
+
+def _flat(index: kopf.Index[Any, Any]) -> list[Any]:
+    return [value for key in index for value in index[key]]
+
+
+# GPUPool
+
+
+def gpupool_status(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    index_nodes: kopf.Index[str, NodeFacts],
+    index_gpu_pods: kopf.Index[str, dict[str, int]],
+    **_: Any,
+) -> None:
+    """Refresh capacity, allocation and the Ready condition from the node and pod indexes."""
+    try:
+        status = reconcile.gpupool_status(body, _flat(index_nodes), index_gpu_pods)
+    except reconcile.InvalidSpec as error:
+        raise kopf.PermanentError(str(error)) from error
+    _patch_status(body, patch, status)
+
+
+# ModelPool
+
+
+def modelpool_reconcile(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    index_gpupools: kopf.Index[str, dict[str, Any]],
+    index_nodes: kopf.Index[str, NodeFacts],
+    index_gpu_pods: kopf.Index[str, dict[str, int]],
+    **_: Any,
+) -> None:
+    """Apply the pool's workloads (idempotent, server-side apply) and refresh its status."""
+    state = _state(memo)
+    gpu_pool = None
+    deploy = (body.get("spec") or {}).get("deploy")
+    if deploy and (gpu_body := _one(index_gpupools, deploy.get("gpuPool"))):
+        try:
+            spec = reconcile.parse_spec(reconcile.GPUPoolSpec, gpu_body)
+        except reconcile.InvalidSpec:
+            spec = None
+        if spec is not None:
+            capacity = pool_capacity(spec, _flat(index_nodes), index_gpu_pods)
+            gpu_pool = reconcile.GpuPoolView(deploy["gpuPool"], spec, capacity)
+    try:
+        status = reconcile.modelpool(state.kube, body, gpu_pool)
+    except reconcile.InvalidSpec as error:
+        raise kopf.PermanentError(f"invalid ModelPool: {error}") from error
+    _patch_status(body, patch, status)
+
+
+# RoutingPolicy
+
+
+def policy_status(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    index_modelpools: kopf.Index[tuple[str, str], dict[str, Any]],
+    **_: Any,
+) -> None:
+    """Refresh which candidates exist and are Ready."""
+    pools = {key: pool for key in index_modelpools if (pool := _one(index_modelpools, key))}
+    try:
+        status = reconcile.routingpolicy_status(body, pools)
+    except reconcile.InvalidSpec as error:
+        raise kopf.PermanentError(f"invalid RoutingPolicy: {error}") from error
+    _patch_status(body, patch, status)
+
+
+# Router config
+
+
+def router_config(
+    memo: kopf.Memo,
+    logger: logging.Logger | kopf.Logger,
+    index_modelpools: kopf.Index[tuple[str, str], dict[str, Any]],
+    index_policies: kopf.Index[tuple[str, str], dict[str, Any]],
+    index_gpupools: kopf.Index[str, dict[str, Any]],
+    **_: Any,
+) -> None:
+    """Re-render the router ConfigMap after any change to pools or policies."""
+    if _state(memo).config_writer.sync(
+        _flat(index_modelpools), _flat(index_policies), _flat(index_gpupools)
+    ):
+        logger.info("router config written")
+
+
+def _patch_status(body: kopf.Body, patch: kopf.Patch, status: dict[str, Any]) -> None:
+    """Patch status only where it changed, so an idle fleet causes no writes."""
+    current = body.get("status") or {}
+    for key, value in status.items():
+        if current.get(key) != value:
+            patch.status[key] = value
+
+
+def _callback(fn: Callable[..., None] | Callable[..., dict[Any, Any]]) -> Any:
+    """A handler as kopf's callback protocols take it: ours declare only the kwargs they use
+    (indexes included, which the protocols cannot name), so they are passed untyped."""
+    return fn
+
+
+def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
+    """Register every handler on `registry` (no global registry)."""
+    on = kopf.on
+    interval = settings.status_interval
+    on.startup(registry=registry)(_callback(_configure))
+    kopf.index("nodes", id="index_nodes", registry=registry)(_callback(index_nodes))
+    kopf.index("pods", id="index_gpu_pods", when=_holds_extended_resources, registry=registry)(
+        index_gpu_pods
+    )
+    kopf.index(*GPUPOOLS, id="index_gpupools", registry=registry)(_callback(index_gpupools))
+    kopf.index(*MODELPOOLS, id="index_modelpools", registry=registry)(_callback(index_modelpools))
+    kopf.index(*POLICIES, id="index_policies", registry=registry)(_callback(index_policies))
+
+    kopf.timer(*GPUPOOLS, id="gpupool_status", interval=interval, registry=registry)(
+        _callback(gpupool_status)
+    )
+    for event in (on.create, on.update, on.resume):
+        event(*MODELPOOLS, id="modelpool_reconcile", registry=registry)(
+            _callback(modelpool_reconcile)
+        )
+    kopf.timer(*MODELPOOLS, id="modelpool_refresh", interval=interval, registry=registry)(
+        _callback(modelpool_reconcile)
+    )
+    kopf.timer(*POLICIES, id="policy_status", interval=interval, registry=registry)(
+        _callback(policy_status)
+    )
+    for resource in (GPUPOOLS, MODELPOOLS, POLICIES):
+        on.event(*resource, id="router_config", registry=registry)(_callback(router_config))
+    # Also on a timer, so a ConfigMap deleted by hand comes back within a resync period.
+    kopf.timer(*POLICIES, id="router_config_resync", interval=interval, registry=registry)(
+        _callback(router_config)
+    )
+
+
+def _configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    """Keep kopf's bookkeeping in our own annotations, and post events only for problems."""
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 270
+    settings.execution.max_workers = 8

@@ -1,0 +1,108 @@
+"""The few Kubernetes API calls the operator makes, behind a protocol that tests can fake."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import NotFoundError
+
+from fleetroute_operator import labels
+
+Manifest = dict[str, Any]
+
+
+class Kube(Protocol):
+    """Read and server-side-apply objects by apiVersion and kind."""
+
+    def apply(self, manifest: Manifest) -> Manifest:
+        """Server-side apply `manifest` as the operator's field manager; returns the live object."""
+        ...
+
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> Manifest | None:
+        """The object, or None when it does not exist."""
+        ...
+
+    def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+    ) -> list[Manifest]:
+        """Objects of a kind, optionally in one namespace and matching a label selector."""
+        ...
+
+
+class ApiKube:
+    """Kube over the real API server (in-cluster config, or the kubeconfig)."""
+
+    def __init__(self, api_client: k8s_client.ApiClient | None = None) -> None:
+        if api_client is None:
+            try:
+                k8s_config.load_incluster_config()
+            except k8s_config.ConfigException:
+                k8s_config.load_kube_config()
+            api_client = k8s_client.ApiClient()
+        self._dynamic = DynamicClient(api_client)
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        return self._dynamic.resources.get(api_version=api_version, kind=kind)
+
+    def apply(self, manifest: Manifest) -> Manifest:
+        meta = manifest["metadata"]
+        result = self._resource(manifest["apiVersion"], manifest["kind"]).server_side_apply(
+            body=manifest,
+            name=meta["name"],
+            namespace=meta.get("namespace"),
+            field_manager=labels.OPERATOR_NAME,
+            force_conflicts=True,
+        )
+        return dict(result.to_dict())
+
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> Manifest | None:
+        try:
+            found = self._resource(api_version, kind).get(name=name, namespace=namespace)
+        except NotFoundError:
+            return None
+        return dict(found.to_dict())
+
+    def list(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+    ) -> list[Manifest]:
+        found = self._resource(api_version, kind).get(
+            namespace=namespace, label_selector=label_selector
+        )
+        return [dict(item) for item in found.to_dict().get("items", [])]
+
+
+def selector_string(
+    match_labels: dict[str, str] | None, expressions: list[dict[str, Any]] | None
+) -> str:
+    """A label selector in the API's query syntax, from matchLabels and matchExpressions."""
+    parts = [f"{k}={v}" for k, v in sorted((match_labels or {}).items())]
+    for expression in expressions or []:
+        key, operator, values = (
+            expression["key"],
+            expression["operator"],
+            expression.get("values") or [],
+        )
+        if operator == "In":
+            parts.append(f"{key} in ({','.join(values)})")
+        elif operator == "NotIn":
+            parts.append(f"{key} notin ({','.join(values)})")
+        elif operator == "Exists":
+            parts.append(key)
+        elif operator == "DoesNotExist":
+            parts.append(f"!{key}")
+    return ",".join(parts)

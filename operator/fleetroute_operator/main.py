@@ -1,0 +1,28 @@
+"""Run the operator: build the registry and memo, then hand over to kopf."""
+
+from __future__ import annotations
+
+import asyncio
+
+import kopf
+
+from fleetroute_operator import handlers
+from fleetroute_operator.kube import ApiKube
+from fleetroute_operator.settings import Settings
+
+
+def run(settings: Settings, *, liveness_endpoint: str | None = None) -> None:
+    """Run until SIGINT/SIGTERM, watching the given namespaces or the whole cluster."""
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, settings)
+    memo = kopf.Memo(state=handlers.State(ApiKube(), settings))
+    asyncio.run(
+        kopf.operator(
+            registry=registry,
+            memo=memo,
+            clusterwide=not settings.namespaces,
+            namespaces=list(settings.namespaces),
+            liveness_endpoint=liveness_endpoint,
+            standalone=True,
+        )
+    )

@@ -1,0 +1,226 @@
+"""Reconcile steps for each kind: read what exists, apply what should, compute the status."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+
+from fleetroute.crds import GPUPoolSpec, ModelPoolSpec, RoutingPolicySpec
+
+__all__ = ["GPUPoolSpec", "GpuPoolView", "InvalidSpec", "RouterConfigWriter", "parse_spec"]
+from fleetroute_operator import conditions, labels, pool_status, router_config, workloads
+from fleetroute_operator.capacity import NodeFacts, PoolCapacity, pool_capacity
+from fleetroute_operator.kube import Kube, selector_string
+
+Body = Mapping[str, Any]
+
+
+class InvalidSpec(ValueError):
+    """A spec that will never work as written."""
+
+
+Spec = TypeVar("Spec", GPUPoolSpec, ModelPoolSpec, RoutingPolicySpec)
+
+
+def parse_spec(model: type[Spec], body: Body) -> Spec:
+    """The typed spec of an object, or InvalidSpec with every field error in one line."""
+    try:
+        return model.model_validate(body.get("spec") or {})
+    except ValidationError as error:
+        details = "; ".join(
+            f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        raise InvalidSpec(details) from error
+
+
+def gpupool_status(
+    body: Body, nodes: Iterable[NodeFacts], held: Mapping[str, Iterable[Mapping[str, int]]]
+) -> dict[str, Any]:
+    """The GPUPool status from the nodes it selects and the pods bound to them."""
+    spec = parse_spec(GPUPoolSpec, body)
+    found = pool_capacity(spec, nodes, held)
+    generation = body.get("metadata", {}).get("generation")
+    if found.nodes:
+        ready = conditions.condition(
+            conditions.READY,
+            True,
+            "NodesFound",
+            f"{found.nodes} nodes with {found.capacity} GPUs of {spec.product}",
+            generation,
+        )
+    else:
+        ready = conditions.condition(
+            conditions.READY,
+            False,
+            "NoNodes",
+            f"no ready, schedulable node has the labels {spec.selector()}",
+            generation,
+        )
+    previous = body.get("status") or {}
+    return {
+        "observedGeneration": generation,
+        "nodes": found.nodes,
+        "capacity": found.capacity,
+        "allocated": found.allocated,
+        "free": found.free,
+        "conditions": conditions.merge(previous.get("conditions") or [], [ready]),
+    }
+
+
+@dataclass(frozen=True)
+class GpuPoolView:
+    """A GPUPool's spec and capacity as the ModelPool reconcile needs them."""
+
+    name: str
+    spec: GPUPoolSpec
+    capacity: PoolCapacity
+
+
+def modelpool(kube: Kube, body: Body, gpu_pool: GpuPoolView | None) -> dict[str, Any]:
+    """Apply a ModelPool's Deployment and Service (or find its adopted servers); return its status.
+
+    Raises InvalidSpec for specs that cannot work; a missing GPUPool is a status, not an error.
+    """
+    spec = parse_spec(ModelPoolSpec, body)
+    meta = body["metadata"]
+    if spec.adopt is not None:
+        return _adopted_status(kube, body, spec)
+    assert spec.deploy is not None  # noqa: S101 (the schema requires one of the two)
+    if gpu_pool is None:
+        verdict = pool_status.Verdict(
+            False, "GPUPoolNotFound", f"GPUPool {spec.deploy.gpu_pool} does not exist"
+        )
+        return _status(body, verdict, spec.deploy.replicas, 0, [], None)
+    kube.apply(workloads.build_deployment(body, spec, gpu_pool.name, gpu_pool.spec))
+    kube.apply(workloads.build_service(body, spec))
+    deployment = kube.get("apps/v1", "Deployment", meta["name"], meta["namespace"]) or {}
+    pods = kube.list("v1", "Pod", meta["namespace"], f"{labels.MODELPOOL}={meta['name']}")
+    ready = int((deployment.get("status") or {}).get("readyReplicas") or 0)
+    verdict = pool_status.deployed_verdict(
+        spec, gpu_pool.name, gpu_pool.spec, gpu_pool.capacity, pods, ready
+    )
+    endpoints = pool_status.pod_endpoints(pods, spec.deploy.port)
+    return _status(body, verdict, spec.deploy.replicas, ready, endpoints, gpu_pool.spec.product)
+
+
+def _adopted_status(kube: Kube, body: Body, spec: ModelPoolSpec) -> dict[str, Any]:
+    adopt = spec.adopt
+    assert adopt is not None  # noqa: S101
+    if adopt.endpoints is not None:
+        endpoints = [{"address": a, "ready": True} for a in adopt.endpoints]
+    else:
+        assert adopt.selector is not None  # noqa: S101 (CEL: selector or endpoints)
+        assert adopt.port is not None  # noqa: S101 (CEL: a selector needs a port)
+        selector = adopt.selector.model_dump(by_alias=True, exclude_none=True)
+        pods = kube.list(
+            "v1",
+            "Pod",
+            body["metadata"]["namespace"],
+            selector_string(selector.get("matchLabels"), selector.get("matchExpressions")),
+        )
+        endpoints = pool_status.pod_endpoints(pods, adopt.port)
+    ready = sum(1 for e in endpoints if e["ready"])
+    verdict = pool_status.adopted_verdict(endpoints)
+    return _status(body, verdict, len(endpoints), ready, endpoints, adopt.gpu_product)
+
+
+def _status(
+    body: Body,
+    verdict: pool_status.Verdict,
+    replicas: int,
+    ready: int,
+    endpoints: list[dict[str, Any]],
+    product: str | None,
+) -> dict[str, Any]:
+    return pool_status.status_patch(
+        body.get("status") or {},
+        body["metadata"].get("generation"),
+        verdict,
+        replicas=replicas,
+        ready_replicas=ready,
+        endpoints=endpoints,
+        gpu_product=product,
+    )
+
+
+def routingpolicy_status(body: Body, model_pools: Mapping[tuple[str, str], Body]) -> dict[str, Any]:
+    """RoutingPolicy status: how many candidates exist and are Ready, and which are missing."""
+    spec = parse_spec(RoutingPolicySpec, body)
+    namespace = body["metadata"]["namespace"]
+    missing, ready = [], 0
+    for candidate in spec.candidates:
+        pool = model_pools.get((namespace, candidate.model_pool))
+        if pool is None:
+            missing.append(candidate.model_pool)
+            continue
+        found = conditions.find(
+            (pool.get("status") or {}).get("conditions") or [], conditions.READY
+        )
+        ready += bool(found and found.get("status") == "True")
+    generation = body["metadata"].get("generation")
+    if missing:
+        verdict = conditions.condition(
+            conditions.READY,
+            False,
+            "CandidatesMissing",
+            f"ModelPools not found in {namespace}: {', '.join(missing)}",
+            generation,
+        )
+    elif ready == 0:
+        verdict = conditions.condition(
+            conditions.READY,
+            False,
+            "NoCandidateReady",
+            "no candidate ModelPool is Ready",
+            generation,
+        )
+    else:
+        verdict = conditions.condition(
+            conditions.READY,
+            True,
+            "CandidatesReady",
+            f"{ready}/{len(spec.candidates)} candidates ready",
+            generation,
+        )
+    previous = body.get("status") or {}
+    return {
+        **{k: v for k, v in previous.items() if k in ("arms", "topArm")},
+        "observedGeneration": generation,
+        "readyCandidates": ready,
+        "conditions": conditions.merge(previous.get("conditions") or [], [verdict]),
+    }
+
+
+class RouterConfigWriter:
+    """Renders the router config; applies its ConfigMap on change, and once per resync period."""
+
+    def __init__(self, kube: Kube, namespace: str, name: str, resync_seconds: float = 60.0) -> None:
+        self._kube, self._namespace, self._name = kube, namespace, name
+        self._resync = resync_seconds
+        self._lock = threading.Lock()
+        self._written: str | None = None
+        self._written_at = 0.0
+
+    def sync(
+        self, model_pools: Iterable[Body], policies: Iterable[Body], gpu_pools: Iterable[Body]
+    ) -> bool:
+        """Render and apply; True when the ConfigMap was written."""
+        with self._lock:
+            specs = {}
+            for body in gpu_pools:
+                try:
+                    specs[body["metadata"]["name"]] = parse_spec(GPUPoolSpec, body)
+                except InvalidSpec:
+                    continue
+            config = router_config.build_router_config(model_pools, policies, specs)
+            fresh = time.monotonic() - self._written_at < self._resync
+            if config.revision == self._written and fresh:
+                return False
+            self._kube.apply(router_config.build_configmap(self._name, self._namespace, config))
+            self._written, self._written_at = config.revision, time.monotonic()
+            return True

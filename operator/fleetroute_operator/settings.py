@@ -1,0 +1,15 @@
+"""Settings of one operator process, from flags or the environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the operator writes the router config, and how often it refreshes status."""
+
+    router_config_namespace: str = "fleetroute-system"
+    router_config_name: str = "fleetroute-router-config"
+    status_interval: float = 5.0
+    namespaces: tuple[str, ...] = ()

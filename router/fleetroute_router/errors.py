@@ -1,0 +1,23 @@
+"""Domain errors of the routing core; each transport maps them to its own status codes."""
+
+from __future__ import annotations
+
+
+class RoutingError(Exception):
+    """Base of errors a caller can act on."""
+
+
+class InvalidRequest(RoutingError):
+    """The request is malformed (gRPC INVALID_ARGUMENT, HTTP 400)."""
+
+
+class UnknownModel(RoutingError):
+    """No policy alias and no pool matches the requested model (NOT_FOUND, HTTP 404)."""
+
+
+class UnknownDecision(RoutingError):
+    """Feedback for a decision the router does not hold (never made, or expired)."""
+
+
+class NoCapacity(RoutingError):
+    """No candidate has a ready endpoint and the policy fails closed (UNAVAILABLE, HTTP 503)."""

@@ -1,0 +1,1 @@
+"""Selection policies: which candidate pool (arm) serves a request."""

@@ -1,0 +1,99 @@
+"""The reward of one outcome under a policy's objective: a weighted mean of scores in [0, 1].
+
+quality  explicit score from Report when given, else 1 for success and 0 for failure.
+latency  for each SLO set: 1 when met, else slo/observed; mean of TTFT and TPOT; without SLOs
+         1 / (1 + e2e seconds).
+energy   1 - min(1, joules per output token / REFERENCE_JOULES_PER_TOKEN).
+cost     1 - min(1, dollars per 1k output tokens / REFERENCE_DOLLARS_PER_1K_TOKENS).
+A failed request earns 0 whatever the weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fleetroute.v1alpha1 import config_pb2
+
+REFERENCE_JOULES_PER_TOKEN = 10.0
+REFERENCE_DOLLARS_PER_1K_TOKENS = 0.05
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to a routed request."""
+
+    success: bool
+    ttft_s: float | None = None
+    e2e_s: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    energy_joules: float | None = None
+    quality: float | None = None
+
+    @property
+    def tpot_s(self) -> float | None:
+        """Seconds per output token after the first."""
+        if self.ttft_s is None or self.e2e_s is None or self.completion_tokens < 2:
+            return None
+        return max(self.e2e_s - self.ttft_s, 0.0) / (self.completion_tokens - 1)
+
+
+@dataclass(frozen=True)
+class Scores:
+    """The four normalised scores and the weighted reward."""
+
+    quality: float
+    latency: float
+    energy: float
+    cost: float
+    reward: float
+
+
+def estimate_energy(pool: config_pb2.Pool, e2e_s: float, share: float) -> float:
+    """Joules spent on a request: the pool's GPUs at full power for its duration, times the
+    request's share of the server's concurrent requests (1 when it ran alone)."""
+    gpus = max(pool.gpus_per_replica, 1)
+    return gpus * pool.gpu.max_watts * e2e_s * min(max(share, 0.0), 1.0)
+
+
+def request_cost(pool: config_pb2.Pool, e2e_s: float, share: float) -> float:
+    """Dollars spent on a request by the same share of GPU time."""
+    gpus = max(pool.gpus_per_replica, 1)
+    return gpus * pool.gpu.cost_per_gpu_hour * e2e_s / 3600.0 * min(max(share, 0.0), 1.0)
+
+
+def _latency_score(slo: config_pb2.Slo, outcome: Outcome) -> float:
+    parts = []
+    for target, observed in (
+        (slo.ttft.ToTimedelta().total_seconds() if slo.HasField("ttft") else 0.0, outcome.ttft_s),
+        (slo.tpot.ToTimedelta().total_seconds() if slo.HasField("tpot") else 0.0, outcome.tpot_s),
+    ):
+        if target > 0 and observed is not None:
+            parts.append(1.0 if observed <= target else target / observed)
+    if parts:
+        return sum(parts) / len(parts)
+    return 1.0 / (1.0 + (outcome.e2e_s or 0.0))
+
+
+def score(
+    policy: config_pb2.Policy, pool: config_pb2.Pool, outcome: Outcome, share: float = 1.0
+) -> Scores:
+    """Scores and reward of an outcome for a policy, using the pool's figures where needed."""
+    if not outcome.success:
+        return Scores(0.0, 0.0, 0.0, 0.0, 0.0)
+    tokens = max(outcome.completion_tokens, 1)
+    e2e = outcome.e2e_s or 0.0
+    joules = (
+        outcome.energy_joules
+        if outcome.energy_joules is not None
+        else estimate_energy(pool, e2e, share)
+    )
+    dollars = request_cost(pool, e2e, share)
+    quality = 1.0 if outcome.quality is None else min(max(outcome.quality, 0.0), 1.0)
+    latency = _latency_score(policy.slo, outcome)
+    energy = 1.0 - min(1.0, joules / tokens / REFERENCE_JOULES_PER_TOKEN)
+    cost = 1.0 - min(1.0, dollars / tokens * 1000.0 / REFERENCE_DOLLARS_PER_1K_TOKENS)
+    w = policy.objective
+    total = w.quality + w.latency + w.energy + w.cost
+    reward = (w.quality * quality + w.latency * latency + w.energy * energy + w.cost * cost) / total
+    return Scores(quality, latency, energy, cost, reward)

@@ -1,0 +1,56 @@
+"""The router's gRPC server: Router service, health, reflection, and a graceful drain."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from fleetroute.v1alpha1 import router_pb2, router_pb2_grpc
+from fleetroute_router.core import RoutingCore
+from fleetroute_router.grpc_api import RouterService
+from fleetroute_router.grpc_errors import DomainErrors
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.so_reuseport", 0),
+]
+
+
+class RouterServer:
+    """A grpc.aio server bound to one address; drain() stops it gracefully."""
+
+    def __init__(self, core: RoutingCore, address: str) -> None:
+        self.address = address
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        self._server = grpc.aio.server(interceptors=[DomainErrors()], options=OPTIONS)
+        router_pb2_grpc.add_RouterServicer_to_server(RouterService(core), self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+        )
+        self.port = self._server.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"cannot bind the gRPC server to {address}")
+
+    async def start(self) -> None:
+        await self._server.start()
+        for service in ("", SERVICE_NAME):
+            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "router gRPC API listening on %s", self.address.rsplit(":", 1)[0] + f":{self.port}"
+        )
+
+    async def drain(self, grace_s: float = 10.0) -> None:
+        """Report NOT_SERVING so balancers move away, let calls in flight finish, then stop."""
+        await self.health.enter_graceful_shutdown()
+        await self._server.stop(grace_s)
+
+    async def wait(self) -> None:
+        await self._server.wait_for_termination()
