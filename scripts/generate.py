@@ -23,6 +23,7 @@ def generate_protos(out_root: Path) -> Path:
     protos = sorted(
         str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / PROTO_PACKAGE).glob("*.proto")
     )
+    out_root.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable,
         "-m",
@@ -34,7 +35,7 @@ def generate_protos(out_root: Path) -> Path:
         f"--mypy_grpc_out={out_root}",
         *protos,
     ]
-    subprocess.run(command, check=True, cwd=PROTO_ROOT)  # noqa: S603 (fixed argv)
+    subprocess.run(command, check=True, cwd=PROTO_ROOT, stdout=subprocess.DEVNULL)  # noqa: S603
     package = out_root / PROTO_PACKAGE
     (package / "__init__.py").write_text(PACKAGE_DOC)
     (package / "py.typed").write_text("")
