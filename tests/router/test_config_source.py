@@ -1,0 +1,83 @@
+"""Config reloads: a changed file takes effect, a bad one is reported and the last good one kept."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fleetroute import routerconfig
+from fleetroute_router.config_source import ConfigSource
+from fleetroute_router.core import RoutingCore
+from fleetroute_router.features import RequestInfo
+from fleetroute_router.fleet import Fleet
+
+from .conftest import EMBEDDED
+
+
+def _write(path: Path, document: dict) -> None:  # type: ignore[type-arg]
+    path.write_text(yaml.safe_dump(document))
+
+
+def test_changed_file_takes_effect_and_listeners_hear_it(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    document = yaml.safe_load(EMBEDDED.read_text())
+    _write(path, document)
+    source = ConfigSource(path)
+    assert source.reload()
+    assert source.fleet is not None
+    heard: list[Fleet] = []
+    source.subscribe(heard.append)
+    assert not source.reload()  # unchanged content
+    document["policies"][0]["modelAlias"] = "fleet/assistant"
+    _write(path, document)
+    assert source.reload()
+    assert list(heard[-1].policies) == ["fleet/assistant"]
+
+
+def test_bad_file_keeps_the_last_good_config(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(EMBEDDED.read_text())
+    source = ConfigSource(path)
+    source.reload()
+    good = source.fleet
+    path.write_text("policies: [{modelAlias: x, candidates: [missing]}]")
+    assert not source.reload()
+    assert source.fleet is good
+    assert source.last_error is not None and "unknown pool 'missing'" in source.last_error
+    assert "keeping the last good config" in caplog.text
+    path.unlink()
+    assert not source.reload()
+    assert source.fleet is good
+    assert "cannot read" in (source.last_error or "")
+
+
+def test_a_bad_first_config_is_fatal(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("pools: [")
+    with pytest.raises(routerconfig.ConfigError, match="not JSON or YAML"):
+        ConfigSource(path).reload()
+
+
+async def test_watch_picks_up_changes(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    document = yaml.safe_load(EMBEDDED.read_text())
+    _write(path, document)
+    source = ConfigSource(path)
+    source.reload()
+    core = RoutingCore(source.fleet)  # type: ignore[arg-type]
+    source.subscribe(core.set_fleet)
+    watcher = asyncio.create_task(source.watch(interval=0.01))
+    try:
+        document["policies"][0]["candidates"] = ["llm/llama-8b-l4"]
+        _write(path, document)
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if core.fleet.policies["fleet/chat"].candidates == ["llm/llama-8b-l4"]:
+                break
+        decision = core.route(RequestInfo(model="fleet/chat", prompt="hello"))
+        assert decision.pool == "llm/llama-8b-l4"
+    finally:
+        watcher.cancel()

@@ -1,0 +1,102 @@
+"""The routing core: candidates, fail-open/closed, P/D threshold, load, decision expiry."""
+
+from __future__ import annotations
+
+import pytest
+
+from fleetroute.v1alpha1 import config_pb2
+from fleetroute_router import errors, reward
+from fleetroute_router.core import RoutingCore
+from fleetroute_router.decisions import Decision, PendingDecisions
+from fleetroute_router.features import RequestInfo
+from fleetroute_router.fleet import Fleet
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _unready(config: config_pb2.RouterConfig) -> None:
+    for pool in config.pools:
+        for endpoint in pool.endpoints:
+            endpoint.ready = False
+
+
+def test_fail_closed_rejects_when_nothing_is_ready(example_config: config_pb2.RouterConfig) -> None:
+    _unready(example_config)
+    with pytest.raises(errors.NoCapacity, match="no ready endpoint serves 'fleet/chat'"):
+        RoutingCore(Fleet.from_config(example_config)).route(RequestInfo(model="fleet/chat", prompt="hi"))
+
+
+def test_fail_open_passes_through_to_an_unready_endpoint(example_config: config_pb2.RouterConfig) -> None:
+    _unready(example_config)
+    example_config.policies[0].failure_mode = config_pb2.FAIL_OPEN
+    decision = RoutingCore(Fleet.from_config(example_config)).route(RequestInfo(model="fleet/chat", prompt="hi"))
+    assert decision.endpoint.startswith("127.0.0.1:")
+
+
+def test_unready_pools_are_not_candidates(example_config: config_pb2.RouterConfig) -> None:
+    for pool in example_config.pools:
+        if pool.name != "llm/qwen-14b-a10g":
+            for endpoint in pool.endpoints:
+                endpoint.ready = False
+    core = RoutingCore(Fleet.from_config(example_config))
+    pools = {core.route(RequestInfo(model="fleet/chat", prompt="hi")).pool for _ in range(20)}
+    assert pools == {"llm/qwen-14b-a10g"}
+
+
+def test_short_prompts_stay_on_the_decode_pool(core: RoutingCore) -> None:
+    decision = core.route(RequestInfo(model="meta-llama/Llama-3.1-70B-Instruct", prompt="short"))
+    assert decision.pool == "llm/llama-70b-decode"
+    assert (decision.prefill_pool, decision.prefill_endpoint) == ("", "")
+
+
+def test_requests_spread_over_a_pools_endpoints(core: RoutingCore) -> None:
+    endpoints = [core.route(RequestInfo(model="meta-llama/Llama-3.1-8B-Instruct", prompt="x")).endpoint for _ in range(6)]
+    assert sorted(endpoints) == sorted(["127.0.0.1:8201", "127.0.0.1:8202", "127.0.0.1:8203"] * 2)
+
+
+def test_reported_decisions_free_their_endpoint(core: RoutingCore) -> None:
+    decision = core.route(RequestInfo(model="meta-llama/Llama-3.1-8B-Instruct", prompt="x"))
+    assert core.load.in_flight(decision.endpoint) == 1
+    core.report(decision.id, reward.Outcome(success=True, ttft_s=0.1, e2e_s=1.0, completion_tokens=20))
+    assert core.load.in_flight(decision.endpoint) == 0
+
+
+def test_expired_decisions_are_forgotten(example_config: config_pb2.RouterConfig) -> None:
+    clock = Clock()
+    core = RoutingCore(Fleet.from_config(example_config), decision_ttl_s=10, clock=clock)
+    old = core.route(RequestInfo(model="Qwen/Qwen2.5-14B-Instruct", prompt="x"))
+    assert core.load.in_flight(old.endpoint) == 1
+    clock.now = 11
+    core.route(RequestInfo(model="meta-llama/Llama-3.1-8B-Instruct", prompt="y"))  # triggers expiry
+    assert core.load.in_flight(old.endpoint) == 0
+    with pytest.raises(errors.UnknownDecision, match="unknown or expired"):
+        core.report(old.id, reward.Outcome(success=True))
+
+
+def test_reload_keeps_a_policy_whose_algorithm_is_unchanged(example_config: config_pb2.RouterConfig) -> None:
+    core = RoutingCore(Fleet.from_config(example_config))
+    before = core._policies["llm/chat"].selector  # noqa: SLF001
+    example_config.pools[2].endpoints.add(address="127.0.0.1:8204", ready=True)
+    core.set_fleet(Fleet.from_config(example_config))
+    assert core._policies["llm/chat"].selector is before  # noqa: SLF001
+    example_config.policies[0].algorithm.CopyFrom(config_pb2.Algorithm(name="round-robin"))
+    core.set_fleet(Fleet.from_config(example_config))
+    assert core._policies["llm/chat"].selector is not before  # noqa: SLF001
+
+
+def test_pending_decisions_are_bounded() -> None:
+    clock = Clock()
+    pending = PendingDecisions(ttl_s=100, capacity=2, clock=clock)
+    made = [Decision(id=str(i), request_id="", policy="", model="", pool="", endpoint="e", algorithm="", scores={})
+            for i in range(3)]
+    assert pending.add(made[0]) == [] and pending.add(made[1]) == []
+    assert pending.add(made[2]) == [made[0]]
+    assert len(pending) == 2
+    assert pending.take("0") is None
+    assert pending.take("2") is made[2]
