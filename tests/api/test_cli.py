@@ -49,7 +49,9 @@ def test_serve_does_not_import_the_operator() -> None:
         "import sys; from fleetroute import cli; cli.parser(['serve']);"
         "print('kopf' in sys.modules, 'fleetroute_operator' in sys.modules)"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.split() == ["False", "False"]
 
 
@@ -57,8 +59,20 @@ def test_serve_with_a_bad_config_fails_clearly(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("policies: [{modelAlias: x, candidates: [nope]}]")
     result = subprocess.run(
-        [sys.executable, "-m", "fleetroute", "serve", "--config", str(bad), "--grpc", "127.0.0.1:0"],
-        capture_output=True, text=True, check=False, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "fleetroute",
+            "serve",
+            "--config",
+            str(bad),
+            "--grpc",
+            "127.0.0.1:0",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
     )
     assert result.returncode == 2
     assert "unknown pool 'nope'" in result.stderr

@@ -10,7 +10,9 @@ import yaml
 from fleetroute import routerconfig
 from fleetroute.v1alpha1 import config_pb2
 
-EMBEDDED = Path(__file__).resolve().parents[2] / "router/fleetroute_router/defaults/example-fleet.yaml"
+EMBEDDED = (
+    Path(__file__).resolve().parents[2] / "router/fleetroute_router/defaults/example-fleet.yaml"
+)
 
 
 def _config() -> dict:
@@ -105,5 +107,9 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_enums_are_named_in_files() -> None:
-    text = routerconfig.dumps(config_pb2.RouterConfig(pools=[config_pb2.Pool(name="a", model="m", role=config_pb2.ROLE_DECODE)]))
+    text = routerconfig.dumps(
+        config_pb2.RouterConfig(
+            pools=[config_pb2.Pool(name="a", model="m", role=config_pb2.ROLE_DECODE)]
+        )
+    )
     assert '"ROLE_DECODE"' in text

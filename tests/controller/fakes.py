@@ -15,36 +15,55 @@ class FakeKube:
         self.objects: dict[tuple[str, str, str | None, str], Manifest] = {}
         self.applied: list[Manifest] = []
 
-    def _key(self, api_version: str, kind: str, namespace: str | None, name: str) -> tuple[str, str, str | None, str]:
+    def _key(
+        self, api_version: str, kind: str, namespace: str | None, name: str
+    ) -> tuple[str, str, str | None, str]:
         return (api_version, kind, namespace, name)
 
     def seed(self, manifest: Manifest) -> None:
         meta = manifest["metadata"]
-        self.objects[self._key(manifest["apiVersion"], manifest["kind"], meta.get("namespace"), meta["name"])] = manifest
+        self.objects[
+            self._key(manifest["apiVersion"], manifest["kind"], meta.get("namespace"), meta["name"])
+        ] = manifest
 
     def apply(self, manifest: Manifest) -> Manifest:
         self.applied.append(copy.deepcopy(manifest))
         meta = manifest["metadata"]
-        key = self._key(manifest["apiVersion"], manifest["kind"], meta.get("namespace"), meta["name"])
+        key = self._key(
+            manifest["apiVersion"], manifest["kind"], meta.get("namespace"), meta["name"]
+        )
         live = {**self.objects.get(key, {}), **copy.deepcopy(manifest)}
         self.objects[key] = live
         return live
 
-    def get(self, api_version: str, kind: str, name: str, namespace: str | None = None) -> Manifest | None:
+    def get(
+        self, api_version: str, kind: str, name: str, namespace: str | None = None
+    ) -> Manifest | None:
         return self.objects.get(self._key(api_version, kind, namespace, name))
 
     def list(
-        self, api_version: str, kind: str, namespace: str | None = None, label_selector: str | None = None
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
     ) -> list[Manifest]:
-        wanted = dict(part.split("=", 1) for part in (label_selector or "").split(",") if "=" in part)
+        wanted = dict(
+            part.split("=", 1) for part in (label_selector or "").split(",") if "=" in part
+        )
         return [
-            obj for (v, k, ns, _), obj in self.objects.items()
-            if v == api_version and k == kind and (namespace is None or ns == namespace)
+            obj
+            for (v, k, ns, _), obj in self.objects.items()
+            if v == api_version
+            and k == kind
+            and (namespace is None or ns == namespace)
             and all(obj["metadata"].get("labels", {}).get(a) == b for a, b in wanted.items())
         ]
 
 
-def node(name: str, product: str | None, gpus: int, *, ready: bool = True, cordoned: bool = False) -> Manifest:
+def node(
+    name: str, product: str | None, gpus: int, *, ready: bool = True, cordoned: bool = False
+) -> Manifest:
     """A Node as the API server returns it, optionally with GPUs of a product."""
     labels = {"kubernetes.io/hostname": name}
     allocatable = {"cpu": "32", "memory": "256Gi", "pods": "110"}
@@ -84,10 +103,20 @@ def pod(
     if unschedulable:
         status["phase"] = "Pending"
         status["conditions"].append(
-            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": unschedulable}
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": unschedulable,
+            }
         )
     spec: Manifest = {
-        "containers": [{"name": "server", "resources": {"limits": {"nvidia.com/gpu": str(gpus)}} if gpus else {}}]
+        "containers": [
+            {
+                "name": "server",
+                "resources": {"limits": {"nvidia.com/gpu": str(gpus)}} if gpus else {},
+            }
+        ]
     }
     if node_name:
         spec["nodeName"] = node_name

@@ -29,7 +29,10 @@ def test_capacity_counts_only_ready_schedulable_matching_nodes() -> None:
 def test_allocated_sums_gpu_requests_of_pods_on_those_nodes() -> None:
     nodes = [node_facts(node("h100-0", H100, 8)), node_facts(node("l4-0", "NVIDIA-L4", 4))]
     held = {
-        "h100-0": [pod_requests(pod("a", node_name="h100-0", gpus=4)), pod_requests(pod("b", node_name="h100-0", gpus=2))],
+        "h100-0": [
+            pod_requests(pod("a", node_name="h100-0", gpus=4)),
+            pod_requests(pod("b", node_name="h100-0", gpus=2)),
+        ],
         "l4-0": [pod_requests(pod("c", node_name="l4-0", gpus=4))],
     }
     found = pool_capacity(SPEC, nodes, held)

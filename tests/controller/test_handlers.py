@@ -35,18 +35,27 @@ def test_registration_uses_the_given_registry_only() -> None:
     def ids(kind: Any) -> set[str]:
         return {h.id for h in kind.get_all_handlers()}
 
-    assert ids(registry._indexing) == {  # noqa: SLF001 (kopf keeps registries private)
-        "index_nodes", "index_gpu_pods", "index_gpupools", "index_modelpools", "index_policies"
+    assert ids(registry._indexing) == {
+        "index_nodes",
+        "index_gpu_pods",
+        "index_gpupools",
+        "index_modelpools",
+        "index_policies",
     }
-    assert ids(registry._spawning) == {  # noqa: SLF001
-        "gpupool_status", "modelpool_refresh", "policy_status", "router_config_resync"
+    assert ids(registry._spawning) == {
+        "gpupool_status",
+        "modelpool_refresh",
+        "policy_status",
+        "router_config_resync",
     }
-    assert ids(registry._changing) == {"modelpool_reconcile"}  # noqa: SLF001
-    assert ids(registry._watching) == {"router_config"}  # noqa: SLF001
-    assert not kopf.get_default_registry()._indexing.get_all_handlers()  # noqa: SLF001
+    assert ids(registry._changing) == {"modelpool_reconcile"}
+    assert ids(registry._watching) == {"router_config"}
+    assert not kopf.get_default_registry()._indexing.get_all_handlers()
 
 
-def test_index_handlers_key_what_the_reconcilers_look_up(example_objects: list[dict[str, Any]]) -> None:
+def test_index_handlers_key_what_the_reconcilers_look_up(
+    example_objects: list[dict[str, Any]],
+) -> None:
     gpu_pod = kopf.Body(pod("p", node_name="h100-0", gpus=4))
     assert handlers.index_gpu_pods(body=gpu_pod) == {"h100-0": {"nvidia.com/gpu": 4}}
     assert handlers._holds_extended_resources(body=gpu_pod)
@@ -60,9 +69,16 @@ def test_gpupool_timer_patches_capacity(example_objects: list[dict[str, Any]]) -
     patch = kopf.Patch()
     nodes = _index({f"h100-{i}": node_facts(node(f"h100-{i}", H100, 8)) for i in range(4)})
     pods = {"h100-1": [{"nvidia.com/gpu": 8}]}
-    handlers.gpupool_status(body=_body(example_objects, "h100"), patch=patch, index_nodes=nodes, index_gpu_pods=pods)
+    handlers.gpupool_status(
+        body=_body(example_objects, "h100"), patch=patch, index_nodes=nodes, index_gpu_pods=pods
+    )
     status = patch["status"]
-    assert (status["capacity"], status["allocated"], status["free"], status["nodes"]) == (32, 8, 24, 4)
+    assert (status["capacity"], status["allocated"], status["free"], status["nodes"]) == (
+        32,
+        8,
+        24,
+        4,
+    )
 
 
 def test_status_patch_is_empty_when_nothing_changed(example_objects: list[dict[str, Any]]) -> None:
@@ -96,10 +112,14 @@ def test_modelpool_handler_applies_and_patches(example_objects: list[dict[str, A
 def test_invalid_modelpool_is_a_permanent_error(example_objects: list[dict[str, Any]]) -> None:
     body = with_identity(next(o for o in example_objects if o["metadata"]["name"] == "llama-8b-l4"))
     body["spec"]["role"] = "sideways"
-    with pytest.raises(kopf.PermanentError, match="invalid ModelPool: spec.role"):
+    with pytest.raises(kopf.PermanentError, match=r"invalid ModelPool: spec\.role"):
         handlers.modelpool_reconcile(
-            body=kopf.Body(body), patch=kopf.Patch(), memo=_memo(FakeKube()),
-            index_gpupools={}, index_nodes={}, index_gpu_pods={},
+            body=kopf.Body(body),
+            patch=kopf.Patch(),
+            memo=_memo(FakeKube()),
+            index_gpupools={},
+            index_nodes={},
+            index_gpu_pods={},
         )
 
 
@@ -108,7 +128,11 @@ def test_router_config_handler_writes_the_configmap(example_objects: list[dict[s
     by_kind: dict[str, dict[Any, Any]] = {"ModelPool": {}, "RoutingPolicy": {}, "GPUPool": {}}
     for obj in example_objects:
         if obj["kind"] in by_kind:
-            key = obj["metadata"]["name"] if obj["kind"] == "GPUPool" else ("llm", obj["metadata"]["name"])
+            key = (
+                obj["metadata"]["name"]
+                if obj["kind"] == "GPUPool"
+                else ("llm", obj["metadata"]["name"])
+            )
             by_kind[obj["kind"]][key] = obj
     handlers.router_config(
         memo=_memo(kube),

@@ -19,9 +19,13 @@ def _example(objects: list[dict[str, Any]], name: str) -> dict[str, Any]:
     return with_identity(next(o for o in objects if o["metadata"]["name"] == name))
 
 
-def _gpu_pool(objects: list[dict[str, Any]], name: str, capacity: int, free: int, nodes: int = 4) -> reconcile.GpuPoolView:
+def _gpu_pool(
+    objects: list[dict[str, Any]], name: str, capacity: int, free: int, nodes: int = 4
+) -> reconcile.GpuPoolView:
     spec = GPUPoolSpec.model_validate(_example(objects, name)["spec"])
-    return reconcile.GpuPoolView(name, spec, PoolCapacity(nodes=nodes, capacity=capacity, allocated=capacity - free))
+    return reconcile.GpuPoolView(
+        name, spec, PoolCapacity(nodes=nodes, capacity=capacity, allocated=capacity - free)
+    )
 
 
 def _ready(status: dict[str, Any]) -> dict[str, Any]:
@@ -32,25 +36,47 @@ def _ready(status: dict[str, Any]) -> dict[str, Any]:
 
 def _scheduled_pods(kube: FakeKube, name: str, count: int, gpus: int, *, ready: bool) -> None:
     for i in range(count):
-        kube.seed(pod(f"{name}-{i}", labels={labels.MODELPOOL: name}, node_name=f"h100-{i}", gpus=gpus,
-                      ip=f"10.0.0.{i + 1}", ready=ready))
+        kube.seed(
+            pod(
+                f"{name}-{i}",
+                labels={labels.MODELPOOL: name},
+                node_name=f"h100-{i}",
+                gpus=gpus,
+                ip=f"10.0.0.{i + 1}",
+                ready=ready,
+            )
+        )
 
 
-def test_deployed_pool_applies_workloads_and_reports_ready(example_objects: list[dict[str, Any]]) -> None:
+def test_deployed_pool_applies_workloads_and_reports_ready(
+    example_objects: list[dict[str, Any]],
+) -> None:
     kube = FakeKube()
     body = _example(example_objects, "llama-70b-decode")
     _scheduled_pods(kube, "llama-70b-decode", 2, 4, ready=True)
-    kube.seed({"apiVersion": "apps/v1", "kind": "Deployment",
-               "metadata": {"name": "llama-70b-decode", "namespace": "llm"}, "status": {"readyReplicas": 2}})
+    kube.seed(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "llama-70b-decode", "namespace": "llm"},
+            "status": {"readyReplicas": 2},
+        }
+    )
     status = reconcile.modelpool(kube, body, _gpu_pool(example_objects, "h100", 32, 24))
     assert [m["kind"] for m in kube.applied] == ["Deployment", "Service"]
-    assert status["replicas"] == 2 and status["readyReplicas"] == 2
+    assert status["replicas"] == 2
+    assert status["readyReplicas"] == 2
     assert status["endpoints"] == [
-        {"address": "10.0.0.1:8000", "ready": True}, {"address": "10.0.0.2:8000", "ready": True}
+        {"address": "10.0.0.1:8000", "ready": True},
+        {"address": "10.0.0.2:8000", "ready": True},
     ]
     assert status["gpuProduct"] == H100
     ready = _ready(status)
-    assert (ready["status"], ready["reason"], ready["observedGeneration"]) == ("True", "AllReplicasReady", 1)
+    assert (ready["status"], ready["reason"], ready["observedGeneration"]) == (
+        "True",
+        "AllReplicasReady",
+        1,
+    )
 
 
 def test_reconcile_is_idempotent(example_objects: list[dict[str, Any]]) -> None:
@@ -60,26 +86,47 @@ def test_reconcile_is_idempotent(example_objects: list[dict[str, Any]]) -> None:
     body["status"] = first
     second = reconcile.modelpool(kube, body, _gpu_pool(example_objects, "l4", 16, 16))
     assert first == second
-    assert kube.applied[0] == kube.applied[2] and kube.applied[1] == kube.applied[3]
+    assert kube.applied[0] == kube.applied[2]
+    assert kube.applied[1] == kube.applied[3]
 
 
-def test_pool_that_cannot_fit_says_how_many_gpus_it_needs(example_objects: list[dict[str, Any]]) -> None:
+def test_pool_that_cannot_fit_says_how_many_gpus_it_needs(
+    example_objects: list[dict[str, Any]],
+) -> None:
     body = _example(example_objects, "llama-70b-decode")
     body["spec"]["deploy"]["replicas"] = 10
     status = reconcile.modelpool(FakeKube(), body, _gpu_pool(example_objects, "h100", 32, 32))
     ready = _ready(status)
     assert ready["status"] == "False"
     assert ready["reason"] == "InsufficientGPUs"
-    assert ready["message"].startswith("needs 40 GPUs of NVIDIA-H100-80GB-HBM3 (10 replicas x 4), GPUPool h100 has 32")
+    assert ready["message"].startswith(
+        "needs 40 GPUs of NVIDIA-H100-80GB-HBM3 (10 replicas x 4), GPUPool h100 has 32"
+    )
 
 
-def test_pending_pods_are_reported_with_the_schedulers_words(example_objects: list[dict[str, Any]]) -> None:
+def test_pending_pods_are_reported_with_the_schedulers_words(
+    example_objects: list[dict[str, Any]],
+) -> None:
     kube = FakeKube()
     body = _example(example_objects, "llama-70b-decode")
-    kube.seed(pod("llama-70b-decode-0", labels={labels.MODELPOOL: "llama-70b-decode"}, node_name="h100-0",
-                  gpus=4, ip="10.0.0.1", ready=True))
-    kube.seed(pod("llama-70b-decode-1", labels={labels.MODELPOOL: "llama-70b-decode"}, gpus=4,
-                  unschedulable="0/12 nodes are available: 4 Insufficient nvidia.com/gpu."))
+    kube.seed(
+        pod(
+            "llama-70b-decode-0",
+            labels={labels.MODELPOOL: "llama-70b-decode"},
+            node_name="h100-0",
+            gpus=4,
+            ip="10.0.0.1",
+            ready=True,
+        )
+    )
+    kube.seed(
+        pod(
+            "llama-70b-decode-1",
+            labels={labels.MODELPOOL: "llama-70b-decode"},
+            gpus=4,
+            unschedulable="0/12 nodes are available: 4 Insufficient nvidia.com/gpu.",
+        )
+    )
     status = reconcile.modelpool(kube, body, _gpu_pool(example_objects, "h100", 32, 0))
     ready = _ready(status)
     assert ready["reason"] == "InsufficientGPUs"
@@ -99,7 +146,11 @@ def test_missing_gpupool_is_a_condition_not_a_crash(example_objects: list[dict[s
 def test_replicas_not_ready_yet(example_objects: list[dict[str, Any]]) -> None:
     kube = FakeKube()
     _scheduled_pods(kube, "llama-70b-decode", 2, 4, ready=False)
-    status = reconcile.modelpool(kube, _example(example_objects, "llama-70b-decode"), _gpu_pool(example_objects, "h100", 32, 24))
+    status = reconcile.modelpool(
+        kube,
+        _example(example_objects, "llama-70b-decode"),
+        _gpu_pool(example_objects, "h100", 32, 24),
+    )
     assert _ready(status)["reason"] == "ReplicasNotReady"
     assert _ready(status)["message"] == "0/2 replicas ready"
 
@@ -121,7 +172,8 @@ def test_adopted_by_selector_uses_ready_pods(example_objects: list[dict[str, Any
     body["spec"]["adopt"] = {"selector": {"matchLabels": {"app": "vllm"}}, "port": 8001}
     status = reconcile.modelpool(kube, body, None)
     assert status["endpoints"] == [
-        {"address": "10.1.0.1:8001", "ready": True}, {"address": "10.1.0.2:8001", "ready": False}
+        {"address": "10.1.0.1:8001", "ready": True},
+        {"address": "10.1.0.2:8001", "ready": False},
     ]
     assert (status["replicas"], status["readyReplicas"]) == (2, 1)
 
@@ -129,7 +181,9 @@ def test_adopted_by_selector_uses_ready_pods(example_objects: list[dict[str, Any
 def test_invalid_spec_is_a_clear_error(example_objects: list[dict[str, Any]]) -> None:
     body = _example(example_objects, "llama-8b-l4")
     body["spec"]["deploy"]["gpusPerReplica"] = "lots"
-    with pytest.raises(reconcile.InvalidSpec, match=r"spec.deploy.gpusPerReplica: Input should be a valid integer"):
+    with pytest.raises(
+        reconcile.InvalidSpec, match=r"spec.deploy.gpusPerReplica: Input should be a valid integer"
+    ):
         reconcile.modelpool(FakeKube(), body, None)
 
 
@@ -141,8 +195,14 @@ def test_transition_time_changes_only_with_status(example_objects: list[dict[str
     body["status"]["conditions"][0]["lastTransitionTime"] = "2020-01-01T00:00:00Z"
     again = reconcile.modelpool(kube, body, _gpu_pool(example_objects, "l4", 16, 16))
     assert _ready(again)["lastTransitionTime"] == "2020-01-01T00:00:00Z"
-    kube.seed({"apiVersion": "apps/v1", "kind": "Deployment",
-               "metadata": {"name": "llama-8b-l4", "namespace": "llm"}, "status": {"readyReplicas": 3}})
+    kube.seed(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "llama-8b-l4", "namespace": "llm"},
+            "status": {"readyReplicas": 3},
+        }
+    )
     flipped = reconcile.modelpool(kube, body, _gpu_pool(example_objects, "l4", 16, 16))
     assert _ready(flipped)["status"] == "True"
     assert _ready(flipped)["lastTransitionTime"] != "2020-01-01T00:00:00Z"
@@ -150,17 +210,24 @@ def test_transition_time_changes_only_with_status(example_objects: list[dict[str
 
 def test_gpupool_status_from_nodes_and_pods(example_objects: list[dict[str, Any]]) -> None:
     body = _example(example_objects, "h100")
-    nodes = [node_facts(node(f"h100-{i}", H100, 8)) for i in range(4)] + [node_facts(node("l4-0", "NVIDIA-L4", 4))]
+    nodes = [node_facts(node(f"h100-{i}", H100, 8)) for i in range(4)] + [
+        node_facts(node("l4-0", "NVIDIA-L4", 4))
+    ]
     held = {"h100-0": [pod_requests(pod("p", node_name="h100-0", gpus=4))]}
     status = reconcile.gpupool_status(body, nodes, held)
     assert {k: status[k] for k in ("nodes", "capacity", "allocated", "free")} == {
-        "nodes": 4, "capacity": 32, "allocated": 4, "free": 28
+        "nodes": 4,
+        "capacity": 32,
+        "allocated": 4,
+        "free": 28,
     }
     assert _ready(status)["reason"] == "NodesFound"
     assert _ready(reconcile.gpupool_status(body, [], {}))["reason"] == "NoNodes"
 
 
-def test_routingpolicy_status_names_missing_candidates(example_objects: list[dict[str, Any]]) -> None:
+def test_routingpolicy_status_names_missing_candidates(
+    example_objects: list[dict[str, Any]],
+) -> None:
     body = _example(example_objects, "chat")
     ready_pool = {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
     status = reconcile.routingpolicy_status(body, {("llm", "llama-8b-l4"): ready_pool})

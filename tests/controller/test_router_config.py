@@ -12,14 +12,22 @@ from fleetroute_operator import reconcile, router_config
 from tests.controller.fakes import FakeKube
 
 
-def _split(objects: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, GPUPoolSpec]]:
+def _split(
+    objects: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, GPUPoolSpec]]:
     pools = [o for o in objects if o["kind"] == "ModelPool"]
     policies = [o for o in objects if o["kind"] == "RoutingPolicy"]
-    gpus = {o["metadata"]["name"]: GPUPoolSpec.model_validate(o["spec"]) for o in objects if o["kind"] == "GPUPool"}
+    gpus = {
+        o["metadata"]["name"]: GPUPoolSpec.model_validate(o["spec"])
+        for o in objects
+        if o["kind"] == "GPUPool"
+    }
     return pools, policies, gpus
 
 
-def test_examples_render_to_the_embedded_fleet(example_objects: list[dict[str, Any]], repo_root: Path) -> None:
+def test_examples_render_to_the_embedded_fleet(
+    example_objects: list[dict[str, Any]], repo_root: Path
+) -> None:
     pools, policies, gpus = _split(example_objects)
     rendered = router_config.build_router_config(pools, policies, gpus)
     embedded = routerconfig.load(repo_root / "router/fleetroute_router/defaults/example-fleet.yaml")
@@ -48,9 +56,13 @@ def test_endpoints_come_from_modelpool_status(example_objects: list[dict[str, An
     assert config.pools[0].gpu.cost_per_gpu_hour == 0.7
 
 
-def test_missing_pools_drop_out_of_policies_and_pairs(example_objects: list[dict[str, Any]]) -> None:
+def test_missing_pools_drop_out_of_policies_and_pairs(
+    example_objects: list[dict[str, Any]],
+) -> None:
     pools, policies, gpus = _split(example_objects)
-    without_prefill = [p for p in pools if p["metadata"]["name"] not in ("llama-70b-prefill", "llama-8b-l4")]
+    without_prefill = [
+        p for p in pools if p["metadata"]["name"] not in ("llama-70b-prefill", "llama-8b-l4")
+    ]
     config = router_config.build_router_config(without_prefill, policies, gpus)
     assert "llm/llama-8b-l4" not in config.policies[0].candidates
     decode = next(p for p in config.pools if p.name == "llm/llama-70b-decode")
@@ -77,7 +89,10 @@ def test_writer_applies_only_when_the_config_changes(example_objects: list[dict[
     assert configmap["metadata"]["namespace"] == "fleetroute-system"
     loaded = routerconfig.loads(configmap["data"][router_config.CONFIG_KEY])
     assert len(loaded.pools) == 5
-    changed = [*pools[:-1], {**pools[-1], "status": {"endpoints": [{"address": "1.2.3.4:80", "ready": True}]}}]
+    changed = [
+        *pools[:-1],
+        {**pools[-1], "status": {"endpoints": [{"address": "1.2.3.4:80", "ready": True}]}},
+    ]
     assert writer.sync(changed, policies, gpu_bodies)
     assert len(kube.applied) == 2
 

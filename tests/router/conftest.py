@@ -14,7 +14,9 @@ from fleetroute_router.core import RoutingCore
 from fleetroute_router.fleet import Fleet
 from fleetroute_router.server import RouterServer
 
-EMBEDDED = Path(__file__).resolve().parents[2] / "router/fleetroute_router/defaults/example-fleet.yaml"
+EMBEDDED = (
+    Path(__file__).resolve().parents[2] / "router/fleetroute_router/defaults/example-fleet.yaml"
+)
 
 
 @pytest.fixture

@@ -37,7 +37,9 @@ def test_changed_file_takes_effect_and_listeners_hear_it(tmp_path: Path) -> None
     assert list(heard[-1].policies) == ["fleet/assistant"]
 
 
-def test_bad_file_keeps_the_last_good_config(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_bad_file_keeps_the_last_good_config(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "config.yaml"
     path.write_text(EMBEDDED.read_text())
     source = ConfigSource(path)
@@ -46,7 +48,8 @@ def test_bad_file_keeps_the_last_good_config(tmp_path: Path, caplog: pytest.LogC
     path.write_text("policies: [{modelAlias: x, candidates: [missing]}]")
     assert not source.reload()
     assert source.fleet is good
-    assert source.last_error is not None and "unknown pool 'missing'" in source.last_error
+    assert source.last_error is not None
+    assert "unknown pool 'missing'" in source.last_error
     assert "keeping the last good config" in caplog.text
     path.unlink()
     assert not source.reload()

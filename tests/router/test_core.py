@@ -29,13 +29,19 @@ def _unready(config: config_pb2.RouterConfig) -> None:
 def test_fail_closed_rejects_when_nothing_is_ready(example_config: config_pb2.RouterConfig) -> None:
     _unready(example_config)
     with pytest.raises(errors.NoCapacity, match="no ready endpoint serves 'fleet/chat'"):
-        RoutingCore(Fleet.from_config(example_config)).route(RequestInfo(model="fleet/chat", prompt="hi"))
+        RoutingCore(Fleet.from_config(example_config)).route(
+            RequestInfo(model="fleet/chat", prompt="hi")
+        )
 
 
-def test_fail_open_passes_through_to_an_unready_endpoint(example_config: config_pb2.RouterConfig) -> None:
+def test_fail_open_passes_through_to_an_unready_endpoint(
+    example_config: config_pb2.RouterConfig,
+) -> None:
     _unready(example_config)
     example_config.policies[0].failure_mode = config_pb2.FAIL_OPEN
-    decision = RoutingCore(Fleet.from_config(example_config)).route(RequestInfo(model="fleet/chat", prompt="hi"))
+    decision = RoutingCore(Fleet.from_config(example_config)).route(
+        RequestInfo(model="fleet/chat", prompt="hi")
+    )
     assert decision.endpoint.startswith("127.0.0.1:")
 
 
@@ -56,14 +62,19 @@ def test_short_prompts_stay_on_the_decode_pool(core: RoutingCore) -> None:
 
 
 def test_requests_spread_over_a_pools_endpoints(core: RoutingCore) -> None:
-    endpoints = [core.route(RequestInfo(model="meta-llama/Llama-3.1-8B-Instruct", prompt="x")).endpoint for _ in range(6)]
+    endpoints = [
+        core.route(RequestInfo(model="meta-llama/Llama-3.1-8B-Instruct", prompt="x")).endpoint
+        for _ in range(6)
+    ]
     assert sorted(endpoints) == sorted(["127.0.0.1:8201", "127.0.0.1:8202", "127.0.0.1:8203"] * 2)
 
 
 def test_reported_decisions_free_their_endpoint(core: RoutingCore) -> None:
     decision = core.route(RequestInfo(model="meta-llama/Llama-3.1-8B-Instruct", prompt="x"))
     assert core.load.in_flight(decision.endpoint) == 1
-    core.report(decision.id, reward.Outcome(success=True, ttft_s=0.1, e2e_s=1.0, completion_tokens=20))
+    core.report(
+        decision.id, reward.Outcome(success=True, ttft_s=0.1, e2e_s=1.0, completion_tokens=20)
+    )
     assert core.load.in_flight(decision.endpoint) == 0
 
 
@@ -79,23 +90,37 @@ def test_expired_decisions_are_forgotten(example_config: config_pb2.RouterConfig
         core.report(old.id, reward.Outcome(success=True))
 
 
-def test_reload_keeps_a_policy_whose_algorithm_is_unchanged(example_config: config_pb2.RouterConfig) -> None:
+def test_reload_keeps_a_policy_whose_algorithm_is_unchanged(
+    example_config: config_pb2.RouterConfig,
+) -> None:
     core = RoutingCore(Fleet.from_config(example_config))
-    before = core._policies["llm/chat"].selector  # noqa: SLF001
+    before = core._policies["llm/chat"].selector
     example_config.pools[2].endpoints.add(address="127.0.0.1:8204", ready=True)
     core.set_fleet(Fleet.from_config(example_config))
-    assert core._policies["llm/chat"].selector is before  # noqa: SLF001
+    assert core._policies["llm/chat"].selector is before
     example_config.policies[0].algorithm.CopyFrom(config_pb2.Algorithm(name="round-robin"))
     core.set_fleet(Fleet.from_config(example_config))
-    assert core._policies["llm/chat"].selector is not before  # noqa: SLF001
+    assert core._policies["llm/chat"].selector is not before
 
 
 def test_pending_decisions_are_bounded() -> None:
     clock = Clock()
     pending = PendingDecisions(ttl_s=100, capacity=2, clock=clock)
-    made = [Decision(id=str(i), request_id="", policy="", model="", pool="", endpoint="e", algorithm="", scores={})
-            for i in range(3)]
-    assert pending.add(made[0]) == [] and pending.add(made[1]) == []
+    made = [
+        Decision(
+            id=str(i),
+            request_id="",
+            policy="",
+            model="",
+            pool="",
+            endpoint="e",
+            algorithm="",
+            scores={},
+        )
+        for i in range(3)
+    ]
+    assert pending.add(made[0]) == []
+    assert pending.add(made[1]) == []
     assert pending.add(made[2]) == [made[0]]
     assert len(pending) == 2
     assert pending.take("0") is None

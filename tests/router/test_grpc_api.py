@@ -26,26 +26,37 @@ async def test_route_picks_a_candidate_of_the_policy(stub: router_pb2_grpc.Route
     decision = await stub.Route(router_pb2.RouteRequest(model="fleet/chat", prompt="Hello"))
     assert decision.policy == "llm/chat"
     assert decision.pool in {
-        "llm/llama-70b-decode", "llm/llama-8b-l4", "llm/qwen-14b-a10g", "llm/mistral-7b-external"
+        "llm/llama-70b-decode",
+        "llm/llama-8b-l4",
+        "llm/qwen-14b-a10g",
+        "llm/mistral-7b-external",
     }
     assert decision.endpoint.startswith("127.0.0.1:")
     assert {s.pool for s in decision.scores} >= {decision.pool}
-    assert decision.decision_id and decision.request_id
+    assert decision.decision_id
+    assert decision.request_id
     assert decision.algorithm
 
 
 async def test_route_by_concrete_model_skips_the_policy(stub: router_pb2_grpc.RouterStub) -> None:
     decision = await stub.Route(
-        router_pb2.RouteRequest(model="meta-llama/Llama-3.1-8B-Instruct", prompt="Hi", request_id="req-1")
+        router_pb2.RouteRequest(
+            model="meta-llama/Llama-3.1-8B-Instruct", prompt="Hi", request_id="req-1"
+        )
     )
     assert (decision.policy, decision.pool, decision.request_id) == ("", "llm/llama-8b-l4", "req-1")
 
 
-async def test_long_prompts_to_the_decode_pool_get_a_prefill_endpoint(stub: router_pb2_grpc.RouterStub) -> None:
+async def test_long_prompts_to_the_decode_pool_get_a_prefill_endpoint(
+    stub: router_pb2_grpc.RouterStub,
+) -> None:
     request = router_pb2.RouteRequest(model="meta-llama/Llama-3.1-70B-Instruct", prompt=LONG_PROMPT)
     decision = await stub.Route(request)
     assert decision.pool == "llm/llama-70b-decode"
-    assert (decision.prefill_pool, decision.prefill_endpoint) == ("llm/llama-70b-prefill", "127.0.0.1:8101")
+    assert (decision.prefill_pool, decision.prefill_endpoint) == (
+        "llm/llama-70b-prefill",
+        "127.0.0.1:8101",
+    )
 
 
 async def test_chat_messages_are_accepted(stub: router_pb2_grpc.RouterStub) -> None:
@@ -59,8 +70,13 @@ async def test_report_returns_the_reward(stub: router_pb2_grpc.RouterStub) -> No
     decision = await stub.Route(router_pb2.RouteRequest(model="fleet/chat", prompt="Hello"))
     ack = await stub.Report(
         router_pb2.Feedback(
-            decision_id=decision.decision_id, success=True, ttft=_ms(120), e2e_latency=_ms(1200),
-            prompt_tokens=10, completion_tokens=40, quality=0.9,
+            decision_id=decision.decision_id,
+            success=True,
+            ttft=_ms(120),
+            e2e_latency=_ms(1200),
+            prompt_tokens=10,
+            completion_tokens=40,
+            quality=0.9,
         )
     )
     assert 0.0 < ack.reward <= 1.0
@@ -78,20 +94,38 @@ async def test_failed_requests_earn_nothing(stub: router_pb2_grpc.RouterStub) ->
 @pytest.mark.parametrize(
     ("request_message", "code", "fragment"),
     [
-        (router_pb2.RouteRequest(prompt="hi"), grpc.StatusCode.INVALID_ARGUMENT, "model is required"),
-        (router_pb2.RouteRequest(model="fleet/chat"), grpc.StatusCode.INVALID_ARGUMENT, "prompt or messages"),
+        (
+            router_pb2.RouteRequest(prompt="hi"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "model is required",
+        ),
+        (
+            router_pb2.RouteRequest(model="fleet/chat"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "prompt or messages",
+        ),
         (
             router_pb2.RouteRequest(
-                model="fleet/chat", prompt="x", messages=[router_pb2.ChatMessage(role="user", content="y")]
+                model="fleet/chat",
+                prompt="x",
+                messages=[router_pb2.ChatMessage(role="user", content="y")],
             ),
-            grpc.StatusCode.INVALID_ARGUMENT, "not both",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "not both",
         ),
-        (router_pb2.RouteRequest(model="fleet/none", prompt="x"), grpc.StatusCode.NOT_FOUND, "fleet/none"),
+        (
+            router_pb2.RouteRequest(model="fleet/none", prompt="x"),
+            grpc.StatusCode.NOT_FOUND,
+            "fleet/none",
+        ),
     ],
     ids=["no-model", "no-prompt", "prompt-and-messages", "unknown-model"],
 )
 async def test_bad_route_requests_get_a_status_and_a_reason(
-    stub: router_pb2_grpc.RouterStub, request_message: router_pb2.RouteRequest, code: grpc.StatusCode, fragment: str
+    stub: router_pb2_grpc.RouterStub,
+    request_message: router_pb2.RouteRequest,
+    code: grpc.StatusCode,
+    fragment: str,
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.Route(request_message)
@@ -102,19 +136,39 @@ async def test_bad_route_requests_get_a_status_and_a_reason(
 @pytest.mark.parametrize(
     ("feedback", "code", "fragment"),
     [
-        (router_pb2.Feedback(success=True), grpc.StatusCode.INVALID_ARGUMENT, "decision_id is required"),
-        (router_pb2.Feedback(decision_id="nope", success=True), grpc.StatusCode.NOT_FOUND, "no pending decision"),
-        (router_pb2.Feedback(decision_id="x", quality=1.5), grpc.StatusCode.INVALID_ARGUMENT, "quality must be in [0, 1]"),
-        (router_pb2.Feedback(decision_id="x", energy_joules=-1), grpc.StatusCode.INVALID_ARGUMENT, "energy_joules"),
+        (
+            router_pb2.Feedback(success=True),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "decision_id is required",
+        ),
+        (
+            router_pb2.Feedback(decision_id="nope", success=True),
+            grpc.StatusCode.NOT_FOUND,
+            "no pending decision",
+        ),
+        (
+            router_pb2.Feedback(decision_id="x", quality=1.5),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "quality must be in [0, 1]",
+        ),
+        (
+            router_pb2.Feedback(decision_id="x", energy_joules=-1),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "energy_joules",
+        ),
         (
             router_pb2.Feedback(decision_id="x", ttft=_ms(500), e2e_latency=_ms(100)),
-            grpc.StatusCode.INVALID_ARGUMENT, "ttft cannot exceed",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "ttft cannot exceed",
         ),
     ],
     ids=["no-id", "unknown-id", "quality-out-of-range", "negative-energy", "ttft-after-end"],
 )
 async def test_bad_feedback_gets_a_status_and_a_reason(
-    stub: router_pb2_grpc.RouterStub, feedback: router_pb2.Feedback, code: grpc.StatusCode, fragment: str
+    stub: router_pb2_grpc.RouterStub,
+    feedback: router_pb2.Feedback,
+    code: grpc.StatusCode,
+    fragment: str,
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.Report(feedback)
@@ -140,7 +194,9 @@ async def test_no_ready_endpoint_is_unavailable(example_config: config_pb2.Route
     assert "no ready endpoint" in (raised.value.details() or "")
 
 
-async def test_health_reports_serving_then_not_serving_on_drain(served: RouterServer, channel: grpc.aio.Channel) -> None:
+async def test_health_reports_serving_then_not_serving_on_drain(
+    served: RouterServer, channel: grpc.aio.Channel
+) -> None:
     health = health_pb2_grpc.HealthStub(channel)
     for service in ("", SERVICE_NAME):
         reply = await health.Check(health_pb2.HealthCheckRequest(service=service))
@@ -152,7 +208,9 @@ async def test_health_reports_serving_then_not_serving_on_drain(served: RouterSe
 
 async def test_reflection_lists_the_router_service(channel: grpc.aio.Channel) -> None:
     stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-    call = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    call = stub.ServerReflectionInfo(
+        iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+    )
     async for reply in call:
         names = {s.name for s in reply.list_services_response.service}
         break
