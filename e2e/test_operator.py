@@ -148,8 +148,8 @@ def test_crds_are_established_with_printer_columns(cluster: Cluster, crds: None)
 # How the API server words the schema errors the unit tests' validator words differently.
 APISERVER_WORDS = {
     "does not match": "should match",
-    "minimum": "should be greater than or equal to",
-    "maximum": "should be less than or equal to",
+    "minimum": "should be greater than",
+    "maximum": "should be less than",
     "should be non-empty": "should have at least 1 items",
     "is a required": "Required value",
 }

@@ -181,6 +181,8 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     on = kopf.on
     interval = settings.status_interval
     on.startup(registry=registry)(_callback(_configure))
+    # In-cluster service account first, then the kubeconfig (a custom registry has no defaults).
+    on.login(registry=registry)(kopf.login_via_client)
     kopf.index("nodes", id="index_nodes", registry=registry)(_callback(index_nodes))
     kopf.index("pods", id="index_gpu_pods", when=_holds_extended_resources, registry=registry)(
         index_gpu_pods
