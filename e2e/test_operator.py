@@ -88,6 +88,14 @@ def router_config(cluster: Cluster) -> dict[str, Any] | None:
     return json.loads(configmap["data"]["config.json"]) if configmap else None
 
 
+def small_pool(name: str, replicas: int) -> dict[str, Any]:
+    """A copy of the example 8B-on-L4 ModelPool under another name."""
+    pool = example(EXAMPLES, "ModelPool", "llama-8b-l4")
+    pool["metadata"]["name"] = name
+    pool["spec"]["deploy"]["replicas"] = replicas
+    return pool
+
+
 @pytest.fixture(scope="module")
 def crds(cluster: Cluster) -> None:
     cluster.kubectl("apply", "-f", str(ROOT / "crds"))
@@ -317,9 +325,7 @@ def test_changing_the_gpu_pool_moves_the_pods(
     cluster: Cluster, fleet: list[dict[str, Any]]
 ) -> None:
     name = "mistral-on-l4"
-    pool = example(EXAMPLES, "ModelPool", "llama-8b-l4")
-    pool["metadata"]["name"] = name
-    pool["spec"]["deploy"]["replicas"] = 1
+    pool = small_pool(name, replicas=1)
     apply(cluster, pool)
     try:
         wait_ready(cluster, "modelpool", name)
@@ -357,9 +363,7 @@ def test_deleting_a_modelpool_collects_what_it_owned(
     cluster: Cluster, fleet: list[dict[str, Any]]
 ) -> None:
     name = "short-lived"
-    pool = example(EXAMPLES, "ModelPool", "llama-8b-l4")
-    pool["metadata"]["name"] = name
-    pool["spec"]["deploy"]["replicas"] = 1
+    pool = small_pool(name, replicas=1)
     apply(cluster, pool)
     wait_ready(cluster, "modelpool", name)
     cluster.kubectl("delete", "modelpool", name, "-n", NAMESPACE, "--wait=true", "--timeout=60s")
@@ -372,9 +376,7 @@ def test_operator_killed_mid_reconcile_converges(
     cluster: Cluster, fleet: list[dict[str, Any]], operator: OperatorProcess
 ) -> None:
     name = "crash-test"
-    pool = example(EXAMPLES, "ModelPool", "llama-8b-l4")
-    pool["metadata"]["name"] = name
-    pool["spec"]["deploy"]["replicas"] = 2
+    pool = small_pool(name, replicas=2)
     operator.kill()
     apply(cluster, pool)
     operator.start()
