@@ -11,9 +11,10 @@ import kopf
 from fleetroute.crds import GROUP, VERSION
 from fleetroute_operator import reconcile
 from fleetroute_operator.capacity import NodeFacts, node_facts, pod_requests, pool_capacity
-from fleetroute_operator.kube import Kube
+from fleetroute_operator.kube import ApiError, Kube
 from fleetroute_operator.settings import Settings
 
+RETRY_DELAY_S = 5.0
 GPUPOOLS = (GROUP, VERSION, "gpupools")
 MODELPOOLS = (GROUP, VERSION, "modelpools")
 POLICIES = (GROUP, VERSION, "routingpolicies")
@@ -123,6 +124,10 @@ def modelpool_reconcile(
         status = reconcile.modelpool(state.kube, body, gpu_pool)
     except reconcile.InvalidSpec as error:
         raise kopf.PermanentError(f"invalid ModelPool: {error}") from error
+    except ApiError as error:
+        if error.retriable:
+            raise kopf.TemporaryError(str(error), delay=RETRY_DELAY_S) from error
+        status = reconcile.apply_failed(body, str(error))
     _patch_status(body, patch, status)
 
 

@@ -7,11 +7,32 @@ from typing import Any, Protocol
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import NotFoundError
+from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError
+from urllib3.exceptions import HTTPError
 
 from fleetroute_operator import labels
 
 Manifest = dict[str, Any]
+
+# Statuses worth retrying: conflicts, throttling, and the server or its storage being unwell.
+RETRIABLE_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
+
+
+class ApiError(RuntimeError):
+    """A call to the API server failed; `retriable` says whether trying again can help."""
+
+    def __init__(self, message: str, *, status: int | None, retriable: bool) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retriable = retriable
+
+
+def _api_error(what: str, error: Exception) -> ApiError:
+    if isinstance(error, DynamicApiError):
+        status = int(error.status) if error.status else None
+        reason = error.summary()
+        return ApiError(f"{what}: {reason}", status=status, retriable=status in RETRIABLE_STATUSES)
+    return ApiError(f"{what}: {error}", status=None, retriable=True)
 
 
 class Kube(Protocol):
@@ -55,13 +76,16 @@ class ApiKube:
 
     def apply(self, manifest: Manifest) -> Manifest:
         meta = manifest["metadata"]
-        result = self._resource(manifest["apiVersion"], manifest["kind"]).server_side_apply(
-            body=manifest,
-            name=meta["name"],
-            namespace=meta.get("namespace"),
-            field_manager=labels.OPERATOR_NAME,
-            force_conflicts=True,
-        )
+        try:
+            result = self._resource(manifest["apiVersion"], manifest["kind"]).server_side_apply(
+                body=manifest,
+                name=meta["name"],
+                namespace=meta.get("namespace"),
+                field_manager=labels.OPERATOR_NAME,
+                force_conflicts=True,
+            )
+        except (DynamicApiError, HTTPError) as error:
+            raise _api_error(f"apply {manifest['kind']} {meta['name']}", error) from error
         return dict(result.to_dict())
 
     def get(
@@ -71,6 +95,8 @@ class ApiKube:
             found = self._resource(api_version, kind).get(name=name, namespace=namespace)
         except NotFoundError:
             return None
+        except (DynamicApiError, HTTPError) as error:
+            raise _api_error(f"get {kind} {name}", error) from error
         return dict(found.to_dict())
 
     def list(

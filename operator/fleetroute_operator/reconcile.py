@@ -12,7 +12,14 @@ from pydantic import ValidationError
 
 from fleetroute.crds import GPUPoolSpec, ModelPoolSpec, RoutingPolicySpec
 
-__all__ = ["GPUPoolSpec", "GpuPoolView", "InvalidSpec", "RouterConfigWriter", "parse_spec"]
+__all__ = [
+    "GPUPoolSpec",
+    "GpuPoolView",
+    "InvalidSpec",
+    "RouterConfigWriter",
+    "apply_failed",
+    "parse_spec",
+]
 from fleetroute_operator import conditions, labels, pool_status, router_config, workloads
 from fleetroute_operator.capacity import NodeFacts, PoolCapacity, pool_capacity
 from fleetroute_operator.kube import Kube, selector_string
@@ -106,6 +113,20 @@ def modelpool(kube: Kube, body: Body, gpu_pool: GpuPoolView | None) -> dict[str,
     )
     endpoints = pool_status.pod_endpoints(pods, spec.deploy.port)
     return _status(body, verdict, spec.deploy.replicas, ready, endpoints, gpu_pool.spec.product)
+
+
+def apply_failed(body: Body, message: str) -> dict[str, Any]:
+    """Status of a pool whose workloads the API server refused (not worth retrying as is)."""
+    previous = body.get("status") or {}
+    verdict = pool_status.Verdict(False, "ApplyFailed", message)
+    return _status(
+        body,
+        verdict,
+        int(previous.get("replicas") or 0),
+        int(previous.get("readyReplicas") or 0),
+        list(previous.get("endpoints") or []),
+        previous.get("gpuProduct"),
+    )
 
 
 def _adopted_status(kube: Kube, body: Body, spec: ModelPoolSpec) -> dict[str, Any]:

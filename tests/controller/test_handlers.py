@@ -9,6 +9,7 @@ import pytest
 
 from fleetroute_operator import handlers
 from fleetroute_operator.capacity import node_facts
+from fleetroute_operator.kube import ApiError
 from fleetroute_operator.settings import Settings
 from tests.controller.fakes import FakeKube, node, pod, with_identity
 
@@ -144,3 +145,44 @@ def test_router_config_handler_writes_the_configmap(example_objects: list[dict[s
     (configmap,) = kube.applied
     assert configmap["kind"] == "ConfigMap"
     assert configmap["metadata"]["name"] == "fleetroute-router-config"
+
+
+class RefusingKube(FakeKube):
+    """A Kube whose applies fail with a given API error."""
+
+    def __init__(self, error: ApiError) -> None:
+        super().__init__()
+        self.error = error
+
+    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        raise self.error
+
+
+def _reconcile_with(kube: FakeKube, example_objects: list[dict[str, Any]]) -> kopf.Patch:
+    patch = kopf.Patch()
+    h100 = next(o for o in example_objects if o["metadata"]["name"] == "h100")
+    handlers.modelpool_reconcile(
+        body=_body(example_objects, "llama-70b-decode"),
+        patch=patch,
+        memo=_memo(kube),
+        index_gpupools=_index({"h100": h100}),
+        index_nodes={},
+        index_gpu_pods={},
+    )
+    return patch
+
+
+def test_retriable_api_errors_are_temporary(example_objects: list[dict[str, Any]]) -> None:
+    kube = RefusingKube(ApiError("apply Deployment x: etcd timeout", status=503, retriable=True))
+    with pytest.raises(kopf.TemporaryError, match="etcd timeout"):
+        _reconcile_with(kube, example_objects)
+
+
+def test_refused_workloads_are_a_condition(example_objects: list[dict[str, Any]]) -> None:
+    kube = RefusingKube(
+        ApiError("apply Deployment x: spec.template: invalid", status=422, retriable=False)
+    )
+    status = _reconcile_with(kube, example_objects)["status"]
+    (ready,) = status["conditions"]
+    assert (ready["status"], ready["reason"]) == ("False", "ApplyFailed")
+    assert "spec.template: invalid" in ready["message"]
