@@ -1,0 +1,61 @@
+{{/* Name of the chart. */}}
+{{- define "fleetroute.name" -}}
+{{- .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Prefix of every object name: the release name, with the chart name unless it holds it. */}}
+{{- define "fleetroute.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels of every object except the router ConfigMap, whose managed-by the operator sets. */}}
+{{- define "fleetroute.labels" -}}
+{{ include "fleetroute.baseLabels" . }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* Labels without app.kubernetes.io/managed-by. */}}
+{{- define "fleetroute.baseLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "fleetroute.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: fleetroute
+{{- with .Values.global.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels of one component; call with (dict "context" $ "component" "operator"). */}}
+{{- define "fleetroute.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "fleetroute.name" .context }}
+app.kubernetes.io/instance: {{ .context.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* The image reference: repository@digest, or repository:tag (default: appVersion). */}}
+{{- define "fleetroute.image" -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of the operator's ServiceAccount. */}}
+{{- define "fleetroute.operatorServiceAccount" -}}
+{{- if .Values.operator.serviceAccount.create -}}
+{{ .Values.operator.serviceAccount.name | default (printf "%s-operator" (include "fleetroute.fullname" .)) }}
+{{- else -}}
+{{ required "operator.serviceAccount.name is required when operator.serviceAccount.create is false" .Values.operator.serviceAccount.name }}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of the router's Deployment and Service: the gateway's in sidecar mode. */}}
+{{- define "fleetroute.routerName" -}}
+{{ include "fleetroute.fullname" . }}-{{ ternary "gateway" "router" (eq .Values.router.mode "sidecar") }}
+{{- end -}}

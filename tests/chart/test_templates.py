@@ -1,0 +1,977 @@
+"""The chart's templates: a defaults snapshot, one case per value, lint and strict kubeconform."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from fleetroute import cli
+from tests.chart.conftest import CHART, NAMESPACE, ROOT, Helm, Rendered
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import generate_chart
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "defaults.yaml"
+UPDATE = "FLEETROUTE_UPDATE_SNAPSHOTS"
+OPERATOR, ROUTER, GATEWAY = "fleetroute-operator", "fleetroute-router", "fleetroute-gateway"
+EXPECTED_RBAC = yaml.safe_load((ROOT / "e2e" / "rbac_expected.yaml").read_text())
+
+GATEWAY_VALUES: dict[str, Any] = {
+    "router": {"mode": "sidecar", "ports": {"extProc": 9002}},
+    "gateway": {
+        "image": "envoyproxy/envoy:v1.36.2",
+        "args": ["-c", "/etc/envoy/envoy.yaml"],
+        "ports": [{"name": "http", "containerPort": 10000}],
+        "volumes": [{"name": "envoy", "configMap": {"name": "envoy"}}],
+        "volumeMounts": [{"name": "envoy", "mountPath": "/etc/envoy"}],
+        "resources": {"requests": {"cpu": "100m"}},
+    },
+}
+ALL_PORTS: dict[str, Any] = {
+    "router": {"ports": {"grpc": 6000, "http": 8081, "extProc": 9003, "metrics": 9100}}
+}
+# Every option away from its default at once (kubeconform validates this rendering too).
+ALL_OPTIONS: dict[str, Any] = {
+    "global": {"commonLabels": {"team": "ml"}},
+    "crds": {"keep": False},
+    "image": {"repository": "registry.example/fleetroute", "tag": "1.2.3", "pullPolicy": "Always"},
+    "imagePullSecrets": [{"name": "pull"}],
+    "routerConfig": {"name": "router-config"},
+    "operator": {
+        "logLevel": "DEBUG",
+        "statusInterval": 2.5,
+        "healthPort": 9090,
+        "metricsPort": 9091,
+        "routerAddress": "router.elsewhere:50051",
+        "serviceAccount": {"name": "op", "annotations": {"a": "b"}},
+        "resources": {"requests": {"cpu": 1}},
+        "podAnnotations": {"note": "kept"},
+        "podLabels": {"tier": "control"},
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "k", "operator": "Exists"}],
+        "affinity": {"nodeAffinity": {}},
+        "priorityClassName": "system-cluster-critical",
+    },
+    "router": {
+        "replicaCount": 3,
+        "logLevel": "WARNING",
+        "ports": {"grpc": 6000, "http": 8081, "extProc": 9003, "metrics": 9100},
+        "reloadInterval": 2,
+        "drainSeconds": 30,
+        "extraArgs": ["--max-in-flight=512"],
+        "service": {"type": "LoadBalancer", "annotations": {"lb": "internal"}},
+        "podDisruptionBudget": {"enabled": True, "minAvailable": "50%"},
+        "podAnnotations": {"note": "kept"},
+        "podLabels": {"tier": "data"},
+        "nodeSelector": {"kubernetes.io/os": "linux"},
+        "tolerations": [{"key": "k", "operator": "Exists"}],
+        "affinity": {"podAntiAffinity": {}},
+        "topologySpreadConstraints": [
+            {
+                "maxSkew": 1,
+                "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "ScheduleAnyway",
+                "labelSelector": {"matchLabels": {"app.kubernetes.io/component": "router"}},
+            }
+        ],
+        "priorityClassName": "high",
+    },
+    "metrics": {"serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"r": "p"}}},
+}
+
+
+def pod_spec(rendered: Rendered, name: str) -> dict[str, Any]:
+    spec: dict[str, Any] = rendered.one("Deployment", name)["spec"]["template"]["spec"]
+    return spec
+
+
+def container(rendered: Rendered, deployment: str, name: str) -> dict[str, Any]:
+    (found,) = [c for c in pod_spec(rendered, deployment)["containers"] if c["name"] == name]
+    return dict(found)
+
+
+def args(rendered: Rendered, deployment: str, name: str) -> list[str]:
+    return list(container(rendered, deployment, name)["args"])
+
+
+DASHBOARDS = "fleetroute-dashboards"
+
+
+def without_generated(rendered: Rendered) -> str:
+    """The rendering without what other tests compare to its source (CRDs, dashboards)."""
+    return "---\n".join(
+        yaml.safe_dump(d, sort_keys=True)
+        for d in rendered
+        if d["kind"] != "CustomResourceDefinition" and d["metadata"]["name"] != DASHBOARDS
+    )
+
+
+def test_defaults_match_the_snapshot(defaults: Rendered) -> None:
+    text = without_generated(defaults)
+    if os.environ.get(UPDATE):
+        SNAPSHOT.parent.mkdir(exist_ok=True)
+        SNAPSHOT.write_text(text)
+    assert text == SNAPSHOT.read_text(), f"chart output changed; review, then rerun with {UPDATE}=1"
+
+
+def test_defaults_render_the_expected_objects(defaults: Rendered) -> None:
+    dashboards = ["ConfigMap"] if list((CHART / "dashboards").glob("*.json")) else []
+    assert defaults.kinds() == [
+        "ClusterRole",
+        "ClusterRoleBinding",
+        *dashboards,
+        "ConfigMap",
+        "CustomResourceDefinition",
+        "CustomResourceDefinition",
+        "CustomResourceDefinition",
+        "Deployment",
+        "Deployment",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ServiceAccount",
+    ]
+    namespaced = [d for d in defaults if d["kind"] not in ("ClusterRole", "ClusterRoleBinding")]
+    for doc in namespaced:
+        if doc["kind"] != "CustomResourceDefinition":
+            assert doc["metadata"]["namespace"] == NAMESPACE, doc["kind"]
+
+
+def test_every_container_runs_restricted(defaults: Rendered) -> None:
+    for deployment in defaults.of("Deployment"):
+        spec = deployment["spec"]["template"]["spec"]
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["runAsUser"] != 0
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        for c in spec["containers"]:
+            context = c["securityContext"]
+            assert context["allowPrivilegeEscalation"] is False
+            assert context["readOnlyRootFilesystem"] is True
+            assert context["capabilities"] == {"drop": ["ALL"]}
+            assert c["resources"]["requests"]
+            assert c["resources"]["limits"]["memory"]
+
+
+def test_crd_templates_are_the_generated_crds(helm: Helm) -> None:
+    for keep in (True, False):
+        rendered = helm.template({"crds": {"keep": keep}})
+        crds = {d["metadata"]["name"]: d for d in rendered.of("CustomResourceDefinition")}
+        sources = [yaml.safe_load(p.read_text()) for p in sorted((ROOT / "crds").glob("*.yaml"))]
+        assert sorted(crds) == sorted(s["metadata"]["name"] for s in sources)
+        for source in sources:
+            crd = crds[source["metadata"]["name"]]
+            assert crd["spec"] == source["spec"]
+            assert source["metadata"]["labels"].items() <= crd["metadata"]["labels"].items()
+            annotations = crd["metadata"].get("annotations", {})
+            assert (annotations.get("helm.sh/resource-policy") == "keep") is keep
+
+
+def test_chart_crd_templates_are_fresh() -> None:
+    assert generate_chart.stale_files() == []
+
+
+def rbac_rules(rendered: Rendered, kind: str) -> set[tuple[str, tuple[str, ...], str]]:
+    """(resource as can-i prints it, resource names, verb) of a rendered Role or ClusterRole."""
+    rules = set()
+    for rule in rendered.one(kind)["rules"]:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                base, _, sub = resource.partition("/")
+                name = f"{base}.{group}" if group else base
+                name += f"/{sub}" if sub else ""
+                for verb in rule["verbs"]:
+                    rules.add((name, tuple(sorted(rule.get("resourceNames", []))), verb))
+    return rules
+
+
+def expected(scope: str) -> set[tuple[str, tuple[str, ...], str]]:
+    return {
+        (r["resource"], tuple(sorted(r.get("resourceNames", []))), verb)
+        for r in EXPECTED_RBAC[scope]
+        for verb in r["verbs"]
+    }
+
+
+def test_rbac_is_the_written_expectation_without_wildcards_or_secrets(defaults: Rendered) -> None:
+    assert rbac_rules(defaults, "ClusterRole") == expected("cluster")
+    assert rbac_rules(defaults, "Role") == expected("releaseNamespace")
+    for kind in ("ClusterRole", "Role"):
+        for rule in defaults.one(kind)["rules"]:
+            for field in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[field]
+            assert "secrets" not in rule["resources"]
+    assert pod_spec(defaults, ROUTER)["automountServiceAccountToken"] is False
+    binding = defaults.one("ClusterRoleBinding")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": OPERATOR, "namespace": NAMESPACE}
+    ]
+    assert pod_spec(defaults, OPERATOR)["serviceAccountName"] == OPERATOR
+
+
+@pytest.mark.parametrize(
+    ("deployment", "name", "values"),
+    [
+        pytest.param(OPERATOR, "operator", None, id="operator-defaults"),
+        pytest.param(ROUTER, "router", None, id="router-defaults"),
+        pytest.param(OPERATOR, "operator", ALL_OPTIONS, id="operator-all-options"),
+        pytest.param(ROUTER, "router", ALL_OPTIONS, id="router-all-options"),
+        pytest.param(
+            ROUTER,
+            "router",
+            {"router": {"ports": {"http": 0, "extProc": 0}}},
+            id="router-ports-off",
+        ),
+        pytest.param(GATEWAY, "router", GATEWAY_VALUES, id="router-sidecar"),
+    ],
+)
+def test_container_arguments_are_accepted_by_the_cli(
+    helm: Helm, deployment: str, name: str, values: dict[str, Any] | None
+) -> None:
+    argv = args(helm.template(values), deployment, name)
+    parsed = cli.parser(argv).parse_args(argv)
+    assert parsed.command == name.replace("router", "serve")
+
+
+def test_router_probes_call_the_grpc_health_service(defaults: Rendered) -> None:
+    router = container(defaults, ROUTER, "router")
+    assert router["livenessProbe"]["grpc"] == {"port": 50051}
+    assert router["readinessProbe"]["grpc"] == {
+        "port": 50051,
+        "service": "fleetroute.v1alpha1.Router",
+    }
+    assert {"name": "grpc", "containerPort": 50051, "protocol": "TCP"} in router["ports"]
+    operator = container(defaults, OPERATOR, "operator")
+    assert operator["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert "--liveness=http://0.0.0.0:8080/healthz" in operator["args"]
+
+
+def test_router_mounts_the_operators_config(defaults: Rendered) -> None:
+    spec = pod_spec(defaults, ROUTER)
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "config"]
+    assert volume["configMap"] == {
+        "name": "fleetroute-router-config",
+        "items": [{"key": "config.json", "path": "config.json"}],
+    }
+    router = container(defaults, ROUTER, "router")
+    (mount,) = [m for m in router["volumeMounts"] if m["name"] == "config"]
+    assert mount == {"name": "config", "mountPath": "/etc/fleetroute", "readOnly": True}
+    assert "subPath" not in mount
+    assert "--config=/etc/fleetroute/config.json" in router["args"]
+    configmap = defaults.one("ConfigMap", "fleetroute-router-config")
+    assert "data" not in configmap
+    assert "app.kubernetes.io/managed-by" not in configmap["metadata"]["labels"]
+    operator = container(defaults, OPERATOR, "operator")
+    assert operator["env"] == [
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}
+    ]
+
+
+def test_operator_is_a_single_replica_replaced_not_rolled(defaults: Rendered) -> None:
+    operator = defaults.one("Deployment", OPERATOR)
+    assert operator["spec"]["replicas"] == 1
+    assert operator["spec"]["strategy"] == {"type": "Recreate"}
+
+
+# One case per value of values.yaml: the values set, and what must hold of the rendering.
+Check = Callable[[Rendered], None]
+
+
+def _check_labels(r: Rendered) -> None:
+    assert all(d["metadata"]["labels"]["team"] == "ml" for d in r)
+
+
+def _check_no_crds(r: Rendered) -> None:
+    assert r.of("CustomResourceDefinition") == []
+
+
+def _check_crds_not_kept(r: Rendered) -> None:
+    for crd in r.of("CustomResourceDefinition"):
+        assert "helm.sh/resource-policy" not in crd["metadata"].get("annotations", {})
+
+
+def _check_images(expected: str, policy: str = "IfNotPresent") -> Check:
+    def check(r: Rendered) -> None:
+        assert {c["image"] for c in r.containers()} == {expected}
+        assert {c["imagePullPolicy"] for c in r.containers()} == {policy}
+
+    return check
+
+
+def _check_pull_secrets(r: Rendered) -> None:
+    for name in (OPERATOR, ROUTER):
+        assert pod_spec(r, name)["imagePullSecrets"] == [{"name": "pull"}]
+
+
+def _check_no_rbac(r: Rendered) -> None:
+    assert not {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"} & set(r.kinds())
+
+
+def _check_pod_security(r: Rendered) -> None:
+    for name in (OPERATOR, ROUTER):
+        # Helm merges maps with the defaults: the restricted settings stay.
+        assert pod_spec(r, name)["securityContext"] == {
+            "runAsNonRoot": True,
+            "runAsUser": 65532,
+            "runAsGroup": 65532,
+            "fsGroup": 2000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+
+
+def _check_container_security(r: Rendered) -> None:
+    assert all(c["securityContext"]["privileged"] is False for c in r.containers())
+    assert all(c["securityContext"]["readOnlyRootFilesystem"] for c in r.containers())
+
+
+def _check_router_config_name(r: Rendered) -> None:
+    assert "--router-config-name=router-config" in args(r, OPERATOR, "operator")
+    assert "data" not in r.one("ConfigMap", "router-config")
+    (volume,) = [v for v in pod_spec(r, ROUTER)["volumes"] if v["name"] == "config"]
+    assert volume["configMap"]["name"] == "router-config"
+    (patch,) = [rule for rule in r.one("Role")["rules"] if "patch" in rule["verbs"]]
+    assert patch["resourceNames"] == ["router-config"]
+
+
+def _check_arg(deployment: str, name: str, expected: str) -> Check:
+    def check(r: Rendered) -> None:
+        assert expected in args(r, deployment, name)
+
+    return check
+
+
+def _check_health_port(r: Rendered) -> None:
+    operator = container(r, OPERATOR, "operator")
+    assert operator["ports"] == [{"name": "health", "containerPort": 9090, "protocol": "TCP"}]
+    assert "--liveness=http://0.0.0.0:9090/healthz" in operator["args"]
+
+
+def _check_operator_metrics(r: Rendered) -> None:
+    operator = container(r, OPERATOR, "operator")
+    assert {"name": "metrics", "containerPort": 8081, "protocol": "TCP"} in operator["ports"]
+    assert "--metrics=0.0.0.0:8081" in operator["args"]
+    service = r.one("Service", OPERATOR)
+    assert service["spec"]["ports"][0]["port"] == 8081
+    assert (
+        service["spec"]["selector"]
+        == r.one("Deployment", OPERATOR)["spec"]["selector"]["matchLabels"]
+    )
+    (endpoint,) = r.one("ServiceMonitor", OPERATOR)["spec"]["endpoints"]
+    assert endpoint["port"] == "metrics"
+
+
+def _check_router_address(expected: str | None) -> Check:
+    def check(r: Rendered) -> None:
+        found = [a for a in args(r, OPERATOR, "operator") if a.startswith("--router-address")]
+        assert found == ([f"--router-address={expected}"] if expected else [])
+
+    return check
+
+
+def _check_existing_service_account(r: Rendered) -> None:
+    assert r.of("ServiceAccount") == []
+    assert pod_spec(r, OPERATOR)["serviceAccountName"] == "existing"
+    for kind in ("ClusterRoleBinding", "RoleBinding"):
+        assert r.one(kind)["subjects"][0]["name"] == "existing"
+
+
+def _check_service_account_name(r: Rendered) -> None:
+    assert r.one("ServiceAccount")["metadata"]["name"] == "op"
+    assert pod_spec(r, OPERATOR)["serviceAccountName"] == "op"
+    assert r.one("RoleBinding")["subjects"][0]["name"] == "op"
+
+
+def _check_service_account_annotations(r: Rendered) -> None:
+    annotations = r.one("ServiceAccount")["metadata"]["annotations"]
+    assert annotations == {"iam.example/role": "fleetroute"}
+
+
+def _check_pod(deployment: str, key: str, expected: Any) -> Check:
+    def check(r: Rendered) -> None:
+        assert pod_spec(r, deployment)[key] == expected
+
+    return check
+
+
+def _check_pod_meta(deployment: str, key: str, expected: dict[str, str]) -> Check:
+    def check(r: Rendered) -> None:
+        meta = r.one("Deployment", deployment)["spec"]["template"]["metadata"]
+        assert expected.items() <= meta[key].items()
+
+    return check
+
+
+def _check_resources(deployment: str, name: str, expected: dict[str, Any]) -> Check:
+    def check(r: Rendered) -> None:
+        resources = container(r, deployment, name)["resources"]
+        for key, value in expected.items():
+            assert value.items() <= resources[key].items()
+
+    return check
+
+
+def _check_router_disabled(r: Rendered) -> None:
+    assert [d["metadata"]["name"] for d in r.of("Deployment")] == [OPERATOR]
+    assert r.of("Service") == []
+    assert r.one("ConfigMap", "fleetroute-router-config")
+
+
+def _check_sidecar(r: Rendered) -> None:
+    assert sorted(d["metadata"]["name"] for d in r.of("Deployment")) == [GATEWAY, OPERATOR]
+    spec = pod_spec(r, GATEWAY)
+    assert [c["name"] for c in spec["containers"]] == ["gateway", "router"]
+    gateway = spec["containers"][0]
+    assert gateway["image"] == "envoyproxy/envoy:v1.36.2"
+    assert gateway["args"] == ["-c", "/etc/envoy/envoy.yaml"]
+    assert gateway["ports"] == [{"name": "http", "containerPort": 10000, "protocol": "TCP"}]
+    assert gateway["volumeMounts"] == [{"name": "envoy", "mountPath": "/etc/envoy"}]
+    assert gateway["resources"] == {"requests": {"cpu": "100m"}}
+    assert gateway["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {"name": "envoy", "configMap": {"name": "envoy"}} in spec["volumes"]
+    router = spec["containers"][1]
+    # The gateway reaches ext_proc on localhost; nothing else can.
+    assert "--ext-proc=127.0.0.1:9002" in router["args"]
+    assert [p["name"] for p in router["ports"]] == ["router-grpc", "router-http"]
+    assert router["readinessProbe"]["grpc"]["port"] == 50051
+    service = r.one("Service", GATEWAY)
+    assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == [
+        ("http", 10000),
+        ("router-grpc", 50051),
+        ("router-http", 8080),
+    ]
+    assert service["spec"]["selector"]["app.kubernetes.io/component"] == "gateway"
+
+
+def _check_gateway_security(r: Rendered) -> None:
+    assert container(r, GATEWAY, "gateway")["securityContext"]["runAsUser"] == 101
+
+
+def _check_replicas(r: Rendered) -> None:
+    assert r.one("Deployment", ROUTER)["spec"]["replicas"] == 5
+
+
+def _check_ports(r: Rendered) -> None:
+    router = container(r, ROUTER, "router")
+    expected = [("grpc", 6000), ("http", 8081), ("ext-proc", 9003), ("metrics", 9100)]
+    assert [(p["name"], p["containerPort"]) for p in router["ports"]] == expected
+    assert router["livenessProbe"]["grpc"]["port"] == 6000
+    assert router["readinessProbe"]["grpc"]["port"] == 6000
+    flags = ["--grpc=0.0.0.0:6000", "--http=0.0.0.0:8081", "--ext-proc=0.0.0.0:9003"]
+    assert [*flags, "--metrics=0.0.0.0:9100"] == [
+        a for a in router["args"] if a.startswith(("--grpc", "--http", "--ext-proc", "--metrics"))
+    ]
+    service = r.one("Service", ROUTER)
+    assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == expected
+
+
+def _check_ports_off(r: Rendered) -> None:
+    router = container(r, ROUTER, "router")
+    assert [p["name"] for p in router["ports"]] == ["grpc"]
+    assert "--http=" in router["args"]
+    assert "--ext-proc=" in router["args"]
+    assert not [a for a in router["args"] if a.startswith("--metrics")]
+    assert [p["name"] for p in r.one("Service", ROUTER)["spec"]["ports"]] == ["grpc"]
+
+
+def _check_drain(r: Rendered) -> None:
+    assert "--drain-seconds=30" in args(r, ROUTER, "router")
+    assert pod_spec(r, ROUTER)["terminationGracePeriodSeconds"] == 35
+
+
+def _check_extra_args(r: Rendered) -> None:
+    assert args(r, ROUTER, "router")[-2:] == ["--flag", "value with spaces"]
+
+
+def _check_service(r: Rendered) -> None:
+    service = r.one("Service", ROUTER)
+    assert service["spec"]["type"] == "NodePort"
+    assert service["metadata"]["annotations"] == {"lb": "internal"}
+
+
+def _check_pdb(r: Rendered) -> None:
+    pdb = r.one("PodDisruptionBudget", ROUTER)
+    assert pdb["spec"]["minAvailable"] == "50%"
+    assert pdb["spec"]["selector"] == r.one("Deployment", ROUTER)["spec"]["selector"]
+
+
+def _check_no_pdb(r: Rendered) -> None:
+    assert r.of("PodDisruptionBudget") == []
+
+
+def _check_service_monitor(r: Rendered) -> None:
+    monitor = r.one("ServiceMonitor", ROUTER)
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
+    assert "http" in [p["name"] for p in r.one("Service", ROUTER)["spec"]["ports"]]
+    assert (
+        monitor["spec"]["selector"]["matchLabels"] == (r.one("Service", ROUTER)["spec"]["selector"])
+    )
+
+
+def _check_no_dashboards(r: Rendered) -> None:
+    assert [c["metadata"]["name"] for c in r.of("ConfigMap")] == ["fleetroute-router-config"]
+
+
+def _check_dashboards_metadata(r: Rendered) -> None:
+    configmap = r.one("ConfigMap", DASHBOARDS)
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "yes"
+    assert configmap["metadata"]["annotations"] == {"grafana_folder": "fleetroute"}
+    shipped = sorted(p.name for p in (CHART / "dashboards").glob("*.json"))
+    assert sorted(configmap["data"]) == shipped
+    for name in shipped:
+        assert json.loads(configmap["data"][name]) == json.loads(
+            (CHART / "dashboards" / name).read_text()
+        )
+
+
+VALUE_CASES: list[tuple[str, dict[str, Any], Check]] = [
+    ("global.commonLabels", {"global": {"commonLabels": {"team": "ml"}}}, _check_labels),
+    ("crds.enabled", {"crds": {"enabled": False}}, _check_no_crds),
+    ("crds.keep", {"crds": {"keep": False}}, _check_crds_not_kept),
+    (
+        "image.repository",
+        {"image": {"repository": "registry.example/fr"}},
+        _check_images("registry.example/fr:0.1.0"),
+    ),
+    (
+        "image.tag",
+        {"image": {"tag": "1.2.3"}},
+        _check_images("ghcr.io/fleetroute/fleetroute:1.2.3"),
+    ),
+    (
+        "image.digest",
+        {"image": {"tag": "ignored", "digest": "sha256:" + "a" * 64}},
+        _check_images("ghcr.io/fleetroute/fleetroute@sha256:" + "a" * 64),
+    ),
+    (
+        "image.pullPolicy",
+        {"image": {"pullPolicy": "Always"}},
+        _check_images("ghcr.io/fleetroute/fleetroute:0.1.0", "Always"),
+    ),
+    ("imagePullSecrets", {"imagePullSecrets": [{"name": "pull"}]}, _check_pull_secrets),
+    ("rbac.create", {"rbac": {"create": False}}, _check_no_rbac),
+    (
+        "podSecurityContext",
+        {"podSecurityContext": {"runAsNonRoot": True, "fsGroup": 2000}},
+        _check_pod_security,
+    ),
+    (
+        "containerSecurityContext",
+        {"containerSecurityContext": {"privileged": False}},
+        _check_container_security,
+    ),
+    ("routerConfig.name", {"routerConfig": {"name": "router-config"}}, _check_router_config_name),
+    (
+        "operator.logLevel",
+        {"operator": {"logLevel": "DEBUG"}},
+        _check_arg(OPERATOR, "operator", "--log-level=DEBUG"),
+    ),
+    (
+        "operator.statusInterval",
+        {"operator": {"statusInterval": 2.5}},
+        _check_arg(OPERATOR, "operator", "--status-interval=2.5"),
+    ),
+    ("operator.healthPort", {"operator": {"healthPort": 9090}}, _check_health_port),
+    (
+        "operator.metricsPort",
+        {"operator": {"metricsPort": 8081}, "metrics": {"serviceMonitor": {"enabled": True}}},
+        _check_operator_metrics,
+    ),
+    (
+        "operator.routerAddress",
+        {"operator": {"routerAddress": "router.elsewhere:50051"}},
+        _check_router_address("router.elsewhere:50051"),
+    ),
+    (
+        "operator.routerAddress",
+        {},
+        _check_router_address(f"{ROUTER}.{NAMESPACE}.svc:50051"),
+    ),
+    (
+        "operator.routerAddress",
+        GATEWAY_VALUES,
+        _check_router_address(f"{GATEWAY}.{NAMESPACE}.svc:50051"),
+    ),
+    (
+        "operator.routerAddress",
+        {"router": {"enabled": False}},
+        _check_router_address(None),
+    ),
+    (
+        "operator.serviceAccount.create",
+        {"operator": {"serviceAccount": {"create": False, "name": "existing"}}},
+        _check_existing_service_account,
+    ),
+    (
+        "operator.serviceAccount.name",
+        {"operator": {"serviceAccount": {"name": "op"}}},
+        _check_service_account_name,
+    ),
+    (
+        "operator.serviceAccount.annotations",
+        {"operator": {"serviceAccount": {"annotations": {"iam.example/role": "fleetroute"}}}},
+        _check_service_account_annotations,
+    ),
+    (
+        "operator.resources",
+        {"operator": {"resources": {"requests": {"cpu": "1"}}}},
+        _check_resources(OPERATOR, "operator", {"requests": {"cpu": "1", "memory": "256Mi"}}),
+    ),
+    (
+        "operator.podAnnotations",
+        {"operator": {"podAnnotations": {"note": "kept"}}},
+        _check_pod_meta(OPERATOR, "annotations", {"note": "kept"}),
+    ),
+    (
+        "operator.podLabels",
+        {"operator": {"podLabels": {"tier": "control"}}},
+        _check_pod_meta(OPERATOR, "labels", {"tier": "control"}),
+    ),
+    (
+        "operator.nodeSelector",
+        {"operator": {"nodeSelector": {"pool": "system"}}},
+        _check_pod(OPERATOR, "nodeSelector", {"pool": "system"}),
+    ),
+    (
+        "operator.tolerations",
+        {"operator": {"tolerations": [{"key": "k", "operator": "Exists"}]}},
+        _check_pod(OPERATOR, "tolerations", [{"key": "k", "operator": "Exists"}]),
+    ),
+    (
+        "operator.affinity",
+        {"operator": {"affinity": {"nodeAffinity": {}}}},
+        _check_pod(OPERATOR, "affinity", {"nodeAffinity": {}}),
+    ),
+    (
+        "operator.priorityClassName",
+        {"operator": {"priorityClassName": "critical"}},
+        _check_pod(OPERATOR, "priorityClassName", "critical"),
+    ),
+    ("router.enabled", {"router": {"enabled": False}}, _check_router_disabled),
+    ("router.mode", GATEWAY_VALUES, _check_sidecar),
+    ("router.replicaCount", {"router": {"replicaCount": 5}}, _check_replicas),
+    (
+        "router.logLevel",
+        {"router": {"logLevel": "ERROR"}},
+        _check_arg(ROUTER, "router", "--log-level=ERROR"),
+    ),
+    (
+        "router.ports.grpc",
+        ALL_PORTS,
+        _check_ports,
+    ),
+    (
+        "router.ports.http",
+        ALL_PORTS,
+        _check_ports,
+    ),
+    (
+        "router.ports.extProc",
+        ALL_PORTS,
+        _check_ports,
+    ),
+    ("router.ports.metrics", ALL_PORTS, _check_ports),
+    (
+        "router.ports",
+        {"router": {"ports": {"http": 0, "extProc": 0, "metrics": 0}}},
+        _check_ports_off,
+    ),
+    (
+        "router.reloadInterval",
+        {"router": {"reloadInterval": 2}},
+        _check_arg(ROUTER, "router", "--reload-interval=2"),
+    ),
+    ("router.drainSeconds", {"router": {"drainSeconds": 30}}, _check_drain),
+    (
+        "router.extraArgs",
+        {"router": {"extraArgs": ["--flag", "value with spaces"]}},
+        _check_extra_args,
+    ),
+    (
+        "router.service.type",
+        {"router": {"service": {"type": "NodePort", "annotations": {"lb": "internal"}}}},
+        _check_service,
+    ),
+    (
+        "router.service.annotations",
+        {"router": {"service": {"type": "NodePort", "annotations": {"lb": "internal"}}}},
+        _check_service,
+    ),
+    ("router.podDisruptionBudget.enabled", {}, _check_no_pdb),
+    (
+        "router.podDisruptionBudget.minAvailable",
+        {"router": {"podDisruptionBudget": {"enabled": True, "minAvailable": "50%"}}},
+        _check_pdb,
+    ),
+    (
+        "router.resources",
+        {"router": {"resources": {"limits": {"memory": "2Gi"}}}},
+        _check_resources(
+            ROUTER, "router", {"limits": {"memory": "2Gi"}, "requests": {"cpu": "250m"}}
+        ),
+    ),
+    (
+        "router.podAnnotations",
+        {"router": {"podAnnotations": {"note": "kept"}}},
+        _check_pod_meta(ROUTER, "annotations", {"note": "kept"}),
+    ),
+    (
+        "router.podLabels",
+        {"router": {"podLabels": {"tier": "data"}}},
+        _check_pod_meta(ROUTER, "labels", {"tier": "data"}),
+    ),
+    (
+        "router.nodeSelector",
+        {"router": {"nodeSelector": {"pool": "edge"}}},
+        _check_pod(ROUTER, "nodeSelector", {"pool": "edge"}),
+    ),
+    (
+        "router.tolerations",
+        {"router": {"tolerations": [{"key": "k", "operator": "Exists"}]}},
+        _check_pod(ROUTER, "tolerations", [{"key": "k", "operator": "Exists"}]),
+    ),
+    (
+        "router.affinity",
+        {"router": {"affinity": {"podAntiAffinity": {}}}},
+        _check_pod(ROUTER, "affinity", {"podAntiAffinity": {}}),
+    ),
+    (
+        "router.topologySpreadConstraints",
+        {"router": {"topologySpreadConstraints": [{"maxSkew": 1}]}},
+        _check_pod(ROUTER, "topologySpreadConstraints", [{"maxSkew": 1}]),
+    ),
+    (
+        "router.priorityClassName",
+        {"router": {"priorityClassName": "high"}},
+        _check_pod(ROUTER, "priorityClassName", "high"),
+    ),
+]
+for _key in ("image", "args", "ports", "volumes", "volumeMounts", "resources"):
+    VALUE_CASES.append((f"gateway.{_key}", GATEWAY_VALUES, _check_sidecar))
+GATEWAY_SECURITY = {"runAsUser": 101}
+DASHBOARD_VALUES = {
+    "grafana": {
+        "dashboards": {
+            "labels": {"grafana_dashboard": "yes"},
+            "annotations": {"grafana_folder": "fleetroute"},
+        }
+    }
+}
+MONITORED: dict[str, Any] = {
+    "router": {"ports": {"http": 8080, "metrics": 0}},
+    "metrics": {
+        "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prometheus"}}
+    },
+}
+VALUE_CASES += [
+    (
+        "gateway.securityContext",
+        {
+            **GATEWAY_VALUES,
+            "gateway": {**GATEWAY_VALUES["gateway"], "securityContext": GATEWAY_SECURITY},
+        },
+        _check_gateway_security,
+    ),
+    ("metrics.serviceMonitor.enabled", MONITORED, _check_service_monitor),
+    ("metrics.serviceMonitor.interval", MONITORED, _check_service_monitor),
+    ("metrics.serviceMonitor.labels", MONITORED, _check_service_monitor),
+    (
+        "grafana.dashboards.enabled",
+        {"grafana": {"dashboards": {"enabled": False}}},
+        _check_no_dashboards,
+    ),
+    ("grafana.dashboards.labels", DASHBOARD_VALUES, _check_dashboards_metadata),
+    ("grafana.dashboards.annotations", DASHBOARD_VALUES, _check_dashboards_metadata),
+]
+
+
+def _ids(keys: list[str]) -> list[str]:
+    """Case ids: the value's key, numbered when it has several cases."""
+    return [f"{k}-{keys[: i + 1].count(k)}" if keys.count(k) > 1 else k for i, k in enumerate(keys)]
+
+
+@pytest.mark.parametrize(
+    ("key", "values", "check"),
+    [
+        pytest.param(*case, id=name)
+        for case, name in zip(VALUE_CASES, _ids([c[0] for c in VALUE_CASES]), strict=True)
+    ],
+)
+def test_value(helm: Helm, key: str, values: dict[str, Any], check: Check) -> None:
+    check(helm.template(values))
+
+
+def test_service_monitor_beside_a_gateway_scrapes_the_routers_port(helm: Helm) -> None:
+    rendered = helm.template({**GATEWAY_VALUES, "metrics": MONITORED["metrics"]})
+    (endpoint,) = rendered.one("ServiceMonitor", GATEWAY)["spec"]["endpoints"]
+    assert endpoint["port"] == "router-http"
+    ports = rendered.one("Service", GATEWAY)["spec"]["ports"]
+    assert "router-http" in [p["name"] for p in ports]
+
+
+def test_every_value_has_a_case() -> None:
+    text = (CHART / "values.yaml").read_text()
+    documented = {
+        ".".join(p)
+        for p in generate_chart._leaf_paths(
+            yaml.safe_load(text), generate_chart.parse_entries(text)
+        )
+    }
+    assert documented - {key for key, _, _ in VALUE_CASES} == set()
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        pytest.param(
+            {"router": {"mode": "sidecar"}},
+            "router.mode=sidecar needs gateway.image",
+            id="sidecar-without-gateway",
+        ),
+        pytest.param(
+            {
+                "router": {"ports": {"http": 0, "metrics": 0}},
+                "metrics": {"serviceMonitor": {"enabled": True}},
+            },
+            "metrics.serviceMonitor.enabled needs router.ports.metrics or router.ports.http",
+            id="servicemonitor-without-http",
+        ),
+        pytest.param(
+            {"operator": {"serviceAccount": {"create": False}}},
+            "operator.serviceAccount.name is required when operator.serviceAccount.create is false",
+            id="existing-serviceaccount-without-name",
+        ),
+    ],
+)
+def test_inconsistent_values_fail_with_a_clear_message(
+    helm: Helm, values: dict[str, Any], message: str
+) -> None:
+    assert message in helm.template_error(values)
+
+
+@pytest.mark.parametrize("with_dashboards", [True, False], ids=["enabled", "disabled"])
+def test_dashboards_configmap_holds_every_dashboard_file(
+    helm: Helm, chart_copy: Callable[[], Path], with_dashboards: bool
+) -> None:
+    chart = chart_copy()
+    shutil.rmtree(chart / "dashboards", ignore_errors=True)
+    (chart / "dashboards").mkdir()
+    dashboards = {"fleet.json": {"title": "fleet"}, "router.json": {"title": "router"}}
+    for name, content in dashboards.items():
+        (chart / "dashboards" / name).write_text(json.dumps(content, indent=2))
+    values = {
+        "grafana": {
+            "dashboards": {
+                "enabled": with_dashboards,
+                "labels": {"grafana_dashboard": "1", "extra": "x"},
+                "annotations": {"grafana_folder": "fleetroute"},
+            }
+        }
+    }
+    rendered = helm.template(values, chart)
+    found = [c for c in rendered.of("ConfigMap") if c["metadata"]["name"].endswith("-dashboards")]
+    if not with_dashboards:
+        assert found == []
+        return
+    (configmap,) = found
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert configmap["metadata"]["labels"]["extra"] == "x"
+    assert configmap["metadata"]["annotations"] == {"grafana_folder": "fleetroute"}
+    assert {k: json.loads(v) for k, v in configmap["data"].items()} == dashboards
+
+
+def test_no_dashboard_file_renders_no_configmap(helm: Helm, chart_copy: Callable[[], Path]) -> None:
+    chart = chart_copy()
+    shutil.rmtree(chart / "dashboards", ignore_errors=True)
+    rendered = helm.template({"grafana": {"dashboards": {"enabled": True}}}, chart)
+    _check_no_dashboards(rendered)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [None, ALL_OPTIONS, GATEWAY_VALUES, {"crds": {"enabled": False}, "rbac": {"create": False}}],
+    ids=["defaults", "all-options", "sidecar", "minimal"],
+)
+def test_helm_lint_is_clean(helm: Helm, values: dict[str, Any] | None) -> None:
+    result = helm.run("lint", str(CHART), "--strict", values=values)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 chart(s) linted, 0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "values",
+    [None, ALL_OPTIONS, GATEWAY_VALUES, {"crds": {"enabled": False}, "rbac": {"create": False}}],
+    ids=["defaults", "all-options", "sidecar", "minimal"],
+)
+def test_kubeconform_accepts_the_rendering(
+    helm: Helm, kubeconform: Callable[..., tuple[int, list[dict[str, Any]]]], values: Any
+) -> None:
+    rendered = helm.template(values)
+    code, results = kubeconform(rendered.text)
+    assert [
+        (r["kind"], r["status"], r.get("msg")) for r in results if r["status"] != "statusValid"
+    ] == []
+    assert code == 0
+    assert sorted(r["kind"] for r in results) == rendered.kinds()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "error"),
+    [
+        pytest.param(
+            lambda d: (
+                d["kind"] == "Deployment"
+                and d["spec"]["template"]["spec"]["containers"][0].update(imagePullPolcy="Always")
+            ),
+            "imagePullPolcy",
+            id="unknown-container-field",
+        ),
+        pytest.param(
+            lambda d: d["kind"] == "Service" and d["spec"]["ports"][0].update(port="grpc"),
+            "port",
+            id="wrong-type",
+        ),
+        pytest.param(
+            lambda d: d["kind"] == "CustomResourceDefinition" and d["spec"].update(scope=7),
+            "scope",
+            id="crd-field-type",
+        ),
+    ],
+)
+def test_kubeconform_rejects_invalid_objects(
+    defaults: Rendered,
+    kubeconform: Callable[..., tuple[int, list[dict[str, Any]]]],
+    mutate: Callable[[dict[str, Any]], Any],
+    error: str,
+) -> None:
+    docs = json.loads(json.dumps(list(defaults)))
+    for doc in docs:
+        mutate(doc)
+    code, results = kubeconform("---\n".join(yaml.safe_dump(d) for d in docs))
+    assert code != 0
+    invalid = [r for r in results if r["status"] == "statusInvalid"]
+    assert invalid
+    assert error in json.dumps(invalid)
+
+
+def test_kubeconform_validates_custom_resources_strictly(
+    kubeconform: Callable[..., tuple[int, list[dict[str, Any]]]],
+) -> None:
+    fleet = ROOT / "examples" / "fleet"
+    text = "\n---\n".join(p.read_text() for p in sorted(fleet.glob("*.yaml")))
+    code, results = kubeconform(text)
+    assert code == 0, results
+    kinds = {r["kind"] for r in results if r["status"] == "statusValid"}
+    assert {"GPUPool", "ModelPool", "RoutingPolicy"} <= kinds
+    pool = yaml.safe_load((fleet / "gpupools.yaml").read_text().split("---")[0])
+    pool["spec"]["powr"] = pool["spec"].pop("power")
+    code, results = kubeconform(yaml.safe_dump(pool))
+    assert code != 0
+    assert "powr" in json.dumps(results)
