@@ -1,16 +1,24 @@
 """The reward of one outcome under a policy's objective: a weighted mean of scores in [0, 1].
 
-quality  explicit score from Report when given, else 1 for success and 0 for failure.
+    reward = (w_q·quality + w_l·latency + w_e·energy + w_c·cost) / (w_q + w_l + w_e + w_c)
+
+quality  explicit score from Report when given (a grader's, a user's, or a task-specific check
+         the client ran), else 1 for success; a failed request earns 0 whatever the weights.
 latency  for each SLO set: 1 when met, else slo/observed; mean of TTFT and TPOT; without SLOs
          1 / (1 + e2e seconds).
-energy   1 - min(1, joules per output token / REFERENCE_JOULES_PER_TOKEN).
-cost     1 - min(1, dollars per 1k output tokens / REFERENCE_DOLLARS_PER_1K_TOKENS).
-A failed request earns 0 whatever the weights.
+energy   1 - min(1, joules per output token / REFERENCE_JOULES_PER_TOKEN); joules measured
+         when Report carries them, else the pool's GPUs at max power for the request's share
+         of the server's time.
+cost     1 - min(1, dollars per 1k output tokens / REFERENCE_DOLLARS_PER_1K_TOKENS), from the
+         pool's price per GPU-hour and the same share of time.
+partial_score is for feedback that never arrived: quality is unknown, so only the components
+that were measured (latency from TTFT/e2e, energy and cost from e2e) enter, with their weights
+renormalised; None when nothing was measured.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fleetroute.v1alpha1 import config_pb2
 
@@ -95,5 +103,25 @@ def score(
     cost = 1.0 - min(1.0, dollars / tokens * 1000.0 / REFERENCE_DOLLARS_PER_1K_TOKENS)
     w = policy.objective
     total = w.quality + w.latency + w.energy + w.cost
-    reward = (w.quality * quality + w.latency * latency + w.energy * energy + w.cost * cost) / total
+    weighted = w.quality * quality + w.latency * latency + w.energy * energy + w.cost * cost
+    reward = weighted / total if total > 0 else 0.0
     return Scores(quality, latency, energy, cost, reward)
+
+
+def partial_score(
+    policy: config_pb2.Policy, pool: config_pb2.Pool, outcome: Outcome, share: float = 1.0
+) -> float | None:
+    """Reward from what was measured of an outcome whose feedback never came (quality unknown)."""
+    full = score(policy, pool, replace(outcome, success=True), share)
+    w = policy.objective
+    parts: list[tuple[float, float]] = []
+    if outcome.ttft_s is not None or outcome.e2e_s is not None:
+        parts.append((w.latency, full.latency))
+    if outcome.e2e_s is not None or outcome.energy_joules is not None:
+        parts.append((w.energy, full.energy))
+    if outcome.e2e_s is not None:
+        parts.append((w.cost, full.cost))
+    total = sum(weight for weight, _ in parts)
+    if total <= 0:
+        return None
+    return sum(weight * value for weight, value in parts) / total

@@ -63,12 +63,16 @@ class UniformRandom:
 
 
 class Static:
-    """Always the first arm listed (the policy's first candidate)."""
+    """Always one pool: the one named when it is among the arms, else the first arm listed."""
 
     name = "static"
 
+    def __init__(self, pool: str = "") -> None:
+        self.pool = pool
+
     def choose(self, features: npt.NDArray[np.float64], arms: Sequence[Arm]) -> Choice:
-        return Choice(arms[0].pool, {a.pool: float(i == 0) for i, a in enumerate(arms)})
+        pick = next((a.pool for a in arms if a.pool == self.pool), arms[0].pool)
+        return Choice(pick, {a.pool: float(a.pool == pick) for a in arms})
 
     def update(self, arm: str, features: npt.NDArray[np.float64], reward: float) -> None:
         """Nothing to learn."""

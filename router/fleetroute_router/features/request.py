@@ -1,4 +1,4 @@
-"""What the router knows about a request before placing it."""
+"""A request as routing sees it, and the features record every extractor returns."""
 
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ class Features:
 
     prompt_tokens: int
     vector: npt.NDArray[np.float64] = field(default_factory=lambda: np.zeros(0))
+    # The task type the extractor recognised ("" when it did not look).
+    task: str = ""
 
 
 def estimate_tokens(text: str) -> int:

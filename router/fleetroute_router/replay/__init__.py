@@ -1,0 +1,1 @@
+"""`fleetroute replay`: offline benchmarks of selection policies on logged routing outcomes."""

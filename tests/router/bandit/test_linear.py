@@ -1,0 +1,53 @@
+"""Per-arm ridge statistics: Sherman-Morrison updates, discounting, warm starts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fleetroute_router.policies.linear import PRIOR_MEAN, ArmStatistics, LinearModel
+
+
+def _fed(model: LinearModel, steps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    xs, rs = rng.random((steps, 4)), rng.random(steps)
+    for x, r in zip(xs, rs, strict=True):
+        model.update("a", x, float(r))
+    return xs, rs
+
+
+def test_sherman_morrison_matches_the_direct_ridge_solution() -> None:
+    model = LinearModel(regularization=2.0)
+    xs, rs = _fed(model, 300)
+    gram = 2.0 * np.eye(4) + xs.T @ xs
+    np.testing.assert_allclose(model.gram[0], gram)
+    np.testing.assert_allclose(model.gram_inv[0], np.linalg.inv(gram), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(model.theta[0], np.linalg.solve(gram, xs.T @ (rs - 1.0)), rtol=1e-9)
+    mean, variance = model.mean_and_variance(xs[0])
+    assert mean[0] == pytest.approx(PRIOR_MEAN + model.theta[0] @ xs[0])
+    assert variance[0] == pytest.approx(xs[0] @ np.linalg.inv(gram) @ xs[0])
+
+
+def test_discount_forgets_towards_the_prior_and_stays_well_conditioned() -> None:
+    model = LinearModel(regularization=1.0, discount=0.9)
+    _fed(model, 2000)
+    eigenvalues = np.linalg.eigvalsh(model.gram[0])
+    assert eigenvalues.min() >= 1.0 - 1e-9
+    assert model.observations[0] == pytest.approx(1 / (1 - 0.9), rel=1e-6)
+    np.testing.assert_allclose(model.gram_inv[0] @ model.gram[0], np.eye(4), atol=1e-9)
+
+
+def test_warm_start_statistics_replace_the_prior() -> None:
+    model = LinearModel()
+    stats = ArmStatistics("a", 3.0 * np.eye(2), np.array([-1.5, 0.0]), 10.0, 5.0)
+    model.add_arm("a", stats)
+    assert model.dimension == 2
+    np.testing.assert_allclose(model.theta[0], [-0.5, 0.0])
+    assert model.mean_and_variance(np.array([1.0, 0.0]))[0][0] == pytest.approx(PRIOR_MEAN - 0.5)
+    with pytest.raises(ValueError, match="not of dimension 2"):
+        model.add_arm("b", ArmStatistics("b", np.eye(3), np.zeros(3), 0.0, 0.0))
+
+
+def test_an_arm_cannot_be_added_before_the_dimension_is_known() -> None:
+    with pytest.raises(ValueError, match="dimension is unknown"):
+        LinearModel().add_arm("a")

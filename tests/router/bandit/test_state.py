@@ -1,0 +1,141 @@
+"""Learned statistics: protobuf round trips, snapshots on disk, restore into a router."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fleetroute.v1alpha1 import config_pb2, learning_pb2
+from fleetroute_router import learning
+from fleetroute_router.core import RoutingCore
+from fleetroute_router.features import FEATURE_NAMES, RequestInfo
+from fleetroute_router.fleet import Fleet
+from fleetroute_router.policies import registry
+from fleetroute_router.policies.bandits import LinearBandit
+from fleetroute_router.policies.base import Arm
+from fleetroute_router.reward import Outcome
+
+ARMS = [Arm("x", 1, 0), Arm("y", 1, 0), Arm("z", 1, 0)]
+
+
+def _trained(name: str = "linucb", seed: int = 0) -> LinearBandit:
+    policy = registry.create(name, {"seed": 1})
+    assert isinstance(policy, LinearBandit)
+    rng = np.random.default_rng(seed)
+    for _ in range(200):
+        x = rng.random(4)
+        arm = policy.choose(x, ARMS).arm
+        policy.update(arm, x, float(x[0] if arm == "x" else rng.random() * 0.5))
+    return policy
+
+
+@pytest.mark.parametrize("name", ["linucb", "thompson", "epsilon-greedy"])
+def test_serialise_and_restore_round_trip(name: str) -> None:
+    policy = _trained(name)
+    wire = learning.to_proto(policy, FEATURE_NAMES[:4]).SerializeToString()
+    restored = registry.create(name, {"seed": 1})
+    assert isinstance(restored, LinearBandit)
+    state = learning_pb2.LearnerState.FromString(wire)
+    assert learning.restore_into(restored, state, FEATURE_NAMES[:4]) == 3
+    assert restored.model.arms == policy.model.arms
+    np.testing.assert_array_equal(restored.model.gram, policy.model.gram)
+    np.testing.assert_array_equal(restored.model.target, policy.model.target)
+    np.testing.assert_allclose(restored.model.theta, policy.model.theta, rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(restored.model.observations, policy.model.observations)
+    x = np.array([0.9, 0.1, 0.5, 0.2])
+    for got, want in zip(
+        restored.model.mean_and_variance(x), policy.model.mean_and_variance(x), strict=True
+    ):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_statistics_of_other_features_are_refused() -> None:
+    state = learning.to_proto(_trained(), ["a", "b", "c", "d"])
+    with pytest.raises(ValueError, match="different feature extractor"):
+        learning.restore_into(registry.create("linucb", {}), state, ["a", "b", "c", "e"])  # type: ignore[arg-type]
+    other = registry.create("linucb", {})
+    assert isinstance(other, LinearBandit)
+    other.update("x", np.ones(2), 1.0)
+    with pytest.raises(ValueError, match="saved statistics have 4 features, the policy 2"):
+        learning.restore_into(other, state)
+    state.delta = True
+    with pytest.raises(ValueError, match="a delta cannot be restored"):
+        learning.restore_into(registry.create("linucb", {}), state)  # type: ignore[arg-type]
+
+
+def test_statistics_relative_to_another_prior_mean_are_refused() -> None:
+    state = learning.to_proto(_trained())
+    state.prior_mean = 0.25
+    with pytest.raises(ValueError, match=r"relative to prior mean 0\.25, the policy's is 1\.0"):
+        learning.restore_into(registry.create("linucb", {}), state)  # type: ignore[arg-type]
+
+
+def test_truncated_statistics_are_refused() -> None:
+    state = learning.to_proto(_trained())
+    del state.arms[0].gram[-1]
+    with pytest.raises(ValueError, match="not of dimension 4"):
+        learning.from_proto(state)
+
+
+def test_snapshot_file_round_trip_and_garbage(tmp_path: Path) -> None:
+    snapshot = learning.take({"p": _trained(), "q": registry.create("random", {})}, replica="r1")
+    assert set(snapshot.policies) == {"p"}  # only learners are saved
+    path = tmp_path / "state" / "learning.pb"
+    learning.save(path, snapshot)
+    assert learning.load(path) == snapshot
+    assert list(path.parent.iterdir()) == [path]  # the temporary file is gone
+    path.write_bytes(b"\xff\xff not a snapshot")
+    with pytest.raises(ValueError, match="is not a fleetroute learning snapshot"):
+        learning.load(path)
+
+
+def _learning_core(config: config_pb2.RouterConfig) -> RoutingCore:
+    core = RoutingCore(Fleet.from_config(config))
+    for _ in range(30):
+        decision = core.route(RequestInfo(model="fleet/chat", prompt="What is 2+2?"))
+        good = decision.pool == "llm/llama-8b-l4"
+        core.report(
+            decision.id,
+            Outcome(success=True, ttft_s=0.1, e2e_s=1.0, completion_tokens=50, quality=float(good)),
+        )
+    return core
+
+
+def test_a_restarted_router_restores_what_it_learned(
+    example_config: config_pb2.RouterConfig, tmp_path: Path
+) -> None:
+    before = _learning_core(example_config)
+    path = tmp_path / "learning.pb"
+    snapshotter = learning.Snapshotter(path, before.selectors, FEATURE_NAMES)
+    snapshotter.close()  # the snapshot on shutdown
+    after = RoutingCore(Fleet.from_config(example_config))
+    assert learning.Snapshotter(path, after.selectors, FEATURE_NAMES).restore() == ["llm/chat"]
+    old, new = before.selectors()["llm/chat"], after.selectors()["llm/chat"]
+    assert isinstance(old, LinearBandit)
+    assert isinstance(new, LinearBandit)
+    np.testing.assert_array_equal(old.model.target, new.model.target)
+
+
+def test_first_start_has_nothing_to_restore(
+    example_config: config_pb2.RouterConfig, tmp_path: Path
+) -> None:
+    core = RoutingCore(Fleet.from_config(example_config))
+    assert learning.Snapshotter(tmp_path / "none.pb", core.selectors).restore() == []
+
+
+async def test_periodic_snapshots(example_config: config_pb2.RouterConfig, tmp_path: Path) -> None:
+    import asyncio
+
+    core = _learning_core(example_config)
+    path = tmp_path / "learning.pb"
+    task = asyncio.create_task(learning.Snapshotter(path, core.selectors).run(0.01))
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if path.exists():
+            break
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert "llm/chat" in learning.load(path).policies
