@@ -14,9 +14,11 @@ COPY pyproject.toml README.md ./
 COPY api ./api
 COPY operator ./operator
 COPY router ./router
+COPY scripts/restore-otel-protos.sh ./scripts/
 RUN python -m build --wheel --outdir /dist . \
     && python -m venv /opt/fleetroute \
     && /opt/fleetroute/bin/pip install /dist/*.whl \
+    && scripts/restore-otel-protos.sh /opt/fleetroute/bin/python \
     && /opt/fleetroute/bin/fleetroute --help >/dev/null
 
 FROM ${PYTHON_IMAGE}

@@ -10,6 +10,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	scripts/restore-otel-protos.sh $(BIN)/python
 	touch $(STAMP)
 
 ## Install, then run the router on the embedded simulated fleet.

@@ -1,22 +1,43 @@
-"""`fleetroute serve`: run the router on a config file, or on the embedded example fleet."""
+"""`fleetroute serve`: run the router on a config file, or on the embedded simulated fleet."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from importlib import resources
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from fleetroute import routerconfig
 from fleetroute_router.config_source import ConfigSource
 from fleetroute_router.core import RoutingCore
+from fleetroute_router.dataplane import DataPlane
+from fleetroute_router.endpoints.config import EndpointConfigError
+from fleetroute_router.extproc.server import ExtProcServer
+from fleetroute_router.features import FEATURE_NAMES
+from fleetroute_router.learning.snapshot import Snapshotter
+from fleetroute_router.proxy.app import Limits, ProxyServer
+from fleetroute_router.proxy.upstream import Timeouts
 from fleetroute_router.server import RouterServer
+from fleetroute_router.sim.fleet import SimFleet
+from fleetroute_router.telemetry import tracing
+from fleetroute_router.telemetry.exposition import MetricsServer
 
 log = logging.getLogger(__name__)
 EMBEDDED_CONFIG = "example-fleet.yaml"
+EXAMPLE = (
+    "from openai import OpenAI\n"
+    'client = OpenAI(base_url="{base}", api_key="unused")\n'
+    "reply = client.chat.completions.with_raw_response.create(\n"
+    '    model="{model}", messages=[{{"role": "user", "content": "Hello"}}])\n'
+    'print(reply.headers["x-fleetroute-pool"], reply.parse().choices[0].message.content)'
+)
 
 
 def embedded_config_path() -> Path:
@@ -25,17 +46,81 @@ def embedded_config_path() -> Path:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = (
+        "Serves an OpenAI-compatible HTTP proxy, the Router gRPC API and an Envoy ext_proc "
+        "service over one routing core. Without --config it serves the embedded example "
+        "fleet, answered by simulated model servers on 127.0.0.1."
+    )
     parser.add_argument(
         "--config",
         type=Path,
         default=None,
         help="RouterConfig file (JSON or YAML), reloaded on change; default: the embedded fleet",
     )
+    parser.add_argument(
+        "--simulate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="start a simulated model server at every endpoint of the config "
+        "(default: on for the embedded fleet, off with --config)",
+    )
+    parser.add_argument(
+        "--sim-speed",
+        type=float,
+        default=1.0,
+        help="simulated latency scale: 1 = modelled GPU figures, 0 = instant",
+    )
+    parser.add_argument("--http", default="127.0.0.1:8080", help="proxy address; '' disables")
     parser.add_argument("--grpc", default="127.0.0.1:50051", help="gRPC listen address (host:port)")
+    parser.add_argument(
+        "--ext-proc", default="127.0.0.1:9002", help="ext_proc address; '' disables"
+    )
+    parser.add_argument(
+        "--endpoint-picker",
+        type=Path,
+        default=None,
+        help="endpoint-picker plugins/profiles YAML (default: the embedded one)",
+    )
+    parser.add_argument(
+        "--first-byte-timeout", type=float, default=120.0, help="seconds before trying elsewhere"
+    )
+    parser.add_argument("--max-in-flight", type=int, default=2048, help="proxy requests at once")
+    parser.add_argument("--max-queue", type=int, default=2048, help="queued beyond that; then 429")
     parser.add_argument(
         "--reload-interval", type=float, default=1.0, help="seconds between config checks"
     )
     parser.add_argument("--drain-seconds", type=float, default=10.0, help="grace period on SIGTERM")
+    parser.add_argument(
+        "--metrics",
+        default="",
+        help="also serve /metrics on this host:port (the proxy serves it at --http anyway)",
+    )
+    parser.add_argument(
+        "--learning-state",
+        type=Path,
+        default=None,
+        help="file of what the policies learned: restored on start, saved periodically and on "
+        "shutdown (default: learning starts afresh and is not kept)",
+    )
+    parser.add_argument(
+        "--snapshot-interval", type=float, default=60.0, help="seconds between learning snapshots"
+    )
+    parser.add_argument(
+        "--trace-content",
+        action="store_true",
+        default=None,
+        help="record prompt and completion text in traces (tracing itself is configured by "
+        "the OTEL_* variables, e.g. OTEL_EXPORTER_OTLP_ENDPOINT)",
+    )
+
+
+def _picker_config(path: Path | None) -> dict[str, Any] | None:
+    if path is None:
+        return None
+    document = yaml.safe_load(path.read_text())
+    if not isinstance(document, dict):
+        raise EndpointConfigError(f"{path}: not a mapping")
+    return document
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -43,33 +128,95 @@ async def serve(args: argparse.Namespace) -> None:
     source = ConfigSource(args.config or embedded_config_path())
     source.reload()
     assert source.fleet is not None  # noqa: S101 (reload raises otherwise)
-    core = RoutingCore(source.fleet)
-    source.subscribe(core.set_fleet)
-    server = RouterServer(core, args.grpc)
-    await server.start()
-    print(
-        f"fleetroute router on {args.grpc.rsplit(':', 1)[0]}:{server.port} "
-        f"serving {source.path}\n  try: fleetroute route --router 127.0.0.1:{server.port} "
-        f"--model {next(iter(core.fleet.policies), 'MODEL')} 'Hello'",
-        flush=True,
-    )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    watcher = asyncio.create_task(source.watch(args.reload_interval))
-    await stop.wait()
-    log.info("draining (up to %.0fs)", args.drain_seconds)
-    watcher.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await watcher
-    await server.drain(args.drain_seconds)
+    simulate = args.simulate if args.simulate is not None else args.config is None
+    async with contextlib.AsyncExitStack() as stack:
+        traces = tracing.Tracing.from_env(capture_content=args.trace_content)
+        stack.callback(tracing.install, tracing.install(traces))
+        stack.callback(traces.shutdown)
+        if simulate:
+            sims = SimFleet(source.fleet.config, speed=args.sim_speed)
+            await sims.start()
+            stack.push_async_callback(sims.stop)
+        dataplane = DataPlane(source.fleet, picker_config=_picker_config(args.endpoint_picker))
+        dataplane.start()
+        stack.push_async_callback(dataplane.close)
+        source.subscribe(dataplane.set_fleet)
+        if args.learning_state:
+            await _keep_learning(stack, dataplane.core, args.learning_state, args.snapshot_interval)
+        if args.metrics:
+            metrics = MetricsServer(dataplane.telemetry.registry, args.metrics)
+            metrics.start()
+            stack.callback(metrics.stop)
+        grpc_server = RouterServer(dataplane.core, args.grpc)
+        await grpc_server.start()
+        stack.push_async_callback(grpc_server.drain, args.drain_seconds)
+        lines = [f"fleetroute router serving {source.path}"]
+        if simulate:
+            lines.append(f"  simulated model servers: {len(sims.servers)} on 127.0.0.1")
+        if args.http:
+            proxy = ProxyServer(
+                dataplane,
+                args.http,
+                limits=Limits(max_in_flight=args.max_in_flight, max_queue=args.max_queue),
+                timeouts=Timeouts(first_byte_s=args.first_byte_timeout),
+            )
+            await proxy.start()
+            stack.push_async_callback(proxy.stop)
+            base = f"http://{proxy.address}/v1"
+            model = next(iter(dataplane.core.fleet.policies), "MODEL")
+            lines += [
+                f"  OpenAI-compatible API: {base}  (models: {', '.join(source.fleet.models())})",
+                "  point an OpenAI client at it, e.g.:",
+                *("    " + line for line in EXAMPLE.format(base=base, model=model).splitlines()),
+            ]
+        lines.append(f"  Router gRPC API: {args.grpc.rsplit(':', 1)[0]}:{grpc_server.port}")
+        if args.ext_proc:
+            extproc = ExtProcServer(dataplane, args.ext_proc)
+            await extproc.start()
+            stack.push_async_callback(extproc.stop)
+            lines.append(f"  Envoy ext_proc: {args.ext_proc.rsplit(':', 1)[0]}:{extproc.port}")
+        print("\n".join(lines), flush=True)
+        gc.freeze()  # start-up objects leave the collector's generations: shorter GC pauses
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        watcher = asyncio.create_task(source.watch(args.reload_interval))
+        await stop.wait()
+        log.info("draining (up to %.0fs)", args.drain_seconds)
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+
+
+async def _keep_learning(
+    stack: contextlib.AsyncExitStack, core: RoutingCore, path: Path, interval_s: float
+) -> None:
+    """Restore the policies' statistics from `path`, then snapshot them until shutdown."""
+    snapshots = Snapshotter(path, core.selectors, FEATURE_NAMES)
+    try:
+        restored = snapshots.restore()
+    except ValueError as error:
+        raise routerconfig.ConfigError(str(error)) from error
+    log.info("learning restored for %d policies from %s", len(restored), path)
+    task = asyncio.create_task(snapshots.run(interval_s))
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        snapshots.close()
+
+    stack.push_async_callback(stop)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve(args))
-    except routerconfig.ConfigError as error:
+    except (routerconfig.ConfigError, EndpointConfigError) as error:
+        log.error("cannot start: %s", error)
+        return 2
+    except OSError as error:
         log.error("cannot start: %s", error)
         return 2
     return 0

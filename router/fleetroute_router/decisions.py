@@ -29,6 +29,8 @@ class Decision:
     # The request's share of its endpoint's concurrent requests at decision time.
     share: float = 1.0
     made_at: float = 0.0
+    # The chosen endpoint's load signal at pick time (endpoints.signals.load).
+    endpoint_load: float = 0.0
 
 
 class PendingDecisions:
@@ -45,6 +47,9 @@ class PendingDecisions:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def __contains__(self, decision_id: object) -> bool:
+        return decision_id in self._items
 
     def add(self, decision: Decision) -> list[Decision]:
         """Hold a decision; returns the decisions that expired or were pushed out."""

@@ -21,3 +21,11 @@ class UnknownDecision(RoutingError):
 
 class NoCapacity(RoutingError):
     """No candidate has a ready endpoint and the policy fails closed (UNAVAILABLE, HTTP 503)."""
+
+
+class Overloaded(RoutingError):
+    """The router's bounded queue is full (RESOURCE_EXHAUSTED, HTTP 429)."""
+
+
+class UpstreamFailed(RoutingError):
+    """Every endpoint tried failed before answering (UNAVAILABLE, HTTP 502)."""

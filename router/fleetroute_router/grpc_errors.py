@@ -14,6 +14,8 @@ STATUS_CODES: dict[type[errors.RoutingError], grpc.StatusCode] = {
     errors.UnknownModel: grpc.StatusCode.NOT_FOUND,
     errors.UnknownDecision: grpc.StatusCode.NOT_FOUND,
     errors.NoCapacity: grpc.StatusCode.UNAVAILABLE,
+    errors.Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.UpstreamFailed: grpc.StatusCode.UNAVAILABLE,
 }
 
 

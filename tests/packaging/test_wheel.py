@@ -37,6 +37,12 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
         timeout=900,
     )
+    subprocess.run(
+        ["sh", str(ROOT / "scripts" / "restore-otel-protos.sh"), str(path / "bin" / "python")],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     return path
 
 
@@ -98,3 +104,15 @@ def test_installed_package_comes_from_the_venv_with_its_embedded_fleet(
     location, found = result.stdout.split()
     assert Path(location).is_relative_to(venv)
     assert found == "True"
+
+
+def test_installed_tracing_exporter_and_ext_proc_protos_both_import(
+    venv: Path, tmp_path: Path
+) -> None:
+    code = (
+        "from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter; "
+        "from envoy.service.ext_proc.v3 import external_processor_pb2; print('ok')"
+    )
+    result = run_installed(venv, "python", "-c", code, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

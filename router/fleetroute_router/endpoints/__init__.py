@@ -1,0 +1,1 @@
+"""Endpoint picking in a pool: scraped metrics, filter/scorer/picker plugins, circuit breakers."""

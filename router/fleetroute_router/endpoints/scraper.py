@@ -1,0 +1,98 @@
+"""Scrape every endpoint's /metrics on a short period; stale figures read as missing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+
+import aiohttp
+
+from fleetroute_router.endpoints import metrics
+from fleetroute_router.endpoints.interfaces import EndpointMetrics
+
+log = logging.getLogger(__name__)
+DEFAULT_INTERVAL_S = 0.075
+DEFAULT_STALE_AFTER_S = 0.5
+
+
+class MetricsScraper:
+    """One polling task per endpoint; `get` returns the last figures unless they are stale."""
+
+    def __init__(
+        self,
+        *,
+        interval_s: float = DEFAULT_INTERVAL_S,
+        timeout_s: float = 0.25,
+        stale_after_s: float = DEFAULT_STALE_AFTER_S,
+        on_unreachable: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.interval_s, self.stale_after_s = interval_s, stale_after_s
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._on_unreachable = on_unreachable
+        self._clock = clock
+        self._latest: dict[str, EndpointMetrics] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    def get(self, address: str) -> EndpointMetrics | None:
+        found = self._latest.get(address)
+        if found is None or self._clock() - found.scraped_at > self.stale_after_s:
+            return None
+        return found
+
+    def set_endpoints(self, addresses: Iterable[str]) -> None:
+        """Scrape exactly these endpoints from now on (needs a running event loop)."""
+        wanted = set(addresses)
+        for address in list(self._tasks):
+            if address not in wanted:
+                self._tasks.pop(address).cancel()
+                self._latest.pop(address, None)
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, connector=aiohttp.TCPConnector(limit=0)
+            )
+        for address in wanted - set(self._tasks):
+            self._tasks[address] = asyncio.create_task(self._poll(address))
+
+    async def scrape(self, address: str) -> EndpointMetrics | None:
+        """Scrape one endpoint now; None when unreachable or without known metrics."""
+        assert self._session is not None  # noqa: S101 (set_endpoints creates it)
+        try:
+            async with self._session.get(f"http://{address}/metrics") as response:
+                if response.status != 200:
+                    return None
+                text = await response.text()
+        except aiohttp.ClientConnectionError:
+            if self._on_unreachable is not None:
+                self._on_unreachable(address)
+            return None
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+        found = metrics.parse(text, self._clock())
+        if found is not None:
+            self._latest[address] = found
+        return found
+
+    async def _poll(self, address: str) -> None:
+        while True:
+            try:
+                await self.scrape(address)
+            except Exception:  # a scrape must never stop polling
+                log.exception("scraping %s", address)
+            await asyncio.sleep(self.interval_s)
+
+    async def close(self) -> None:
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

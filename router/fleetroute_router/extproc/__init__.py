@@ -1,0 +1,1 @@
+"""Envoy ext_proc service, compatible with the Gateway API Inference Extension."""

@@ -1,0 +1,38 @@
+"""The gRPC server of the ext_proc service, with health checking."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from fleetroute_router.dataplane import DataPlane
+from fleetroute_router.extproc.service import ExternalProcessor
+
+log = logging.getLogger(__name__)
+SERVICE_NAME = "envoy.service.ext_proc.v3.ExternalProcessor"
+
+
+class ExtProcServer:
+    """A grpc.aio server for Envoy's ext_proc filter, bound to one address."""
+
+    def __init__(self, dataplane: DataPlane, address: str = "127.0.0.1:9002") -> None:
+        self.address = address
+        self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        self._server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        ext_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(dataplane), self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
+        self.port = self._server.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"cannot bind the ext_proc server to {address}")
+
+    async def start(self) -> None:
+        await self._server.start()
+        for service in ("", SERVICE_NAME):
+            await self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self._server.stop(grace_s)

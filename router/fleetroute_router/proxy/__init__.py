@@ -1,0 +1,1 @@
+"""The OpenAI-compatible HTTP proxy: a thin aiohttp transport over the routing core."""

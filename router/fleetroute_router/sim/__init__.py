@@ -1,0 +1,1 @@
+"""Simulated OpenAI-compatible model servers: the embedded default fleet and test backends."""

@@ -1,0 +1,122 @@
+"""`fleetroute serve` without a config: the embedded simulated fleet behind the proxy."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+
+from fleetroute.v1alpha1 import learning_pb2
+from fleetroute_router import command
+
+
+def test_help_names_the_transports() -> None:
+    parser = argparse.ArgumentParser()
+    command.configure(parser)
+    text = parser.format_help()
+    for flag in ("--config", "--simulate", "--http", "--grpc", "--ext-proc", "--endpoint-picker"):
+        assert flag in text
+
+
+async def test_serve_starts_the_embedded_fleet_and_answers_openai_requests() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fleetroute", "serve", "--http", "127.0.0.1:0",
+        "--grpc", "127.0.0.1:0", "--ext-proc", "127.0.0.1:0", "--sim-speed", "0.01",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        base = None
+        async with asyncio.timeout(30):
+            while base is None:
+                line = (await process.stdout.readline()).decode()
+                assert line, "serve exited before printing its address"
+                found = re.search(r"OpenAI-compatible API: (http://\S+/v1)", line)
+                base = found.group(1) if found else None
+        body = {
+            "model": "fleet/chat",
+            "messages": [{"role": "user", "content": "Hello"}],
+            "max_tokens": 4,
+        }
+        async with aiohttp.ClientSession() as session:
+            async with session.post(base + "/chat/completions", json=body) as response:
+                assert response.status == 200
+                assert response.headers["x-fleetroute-pool"].startswith("llm/")
+                document = await response.json()
+            assert document["choices"][0]["message"]["content"]
+            async with session.post(
+                base + "/chat/completions", json={**body, "stream": True}
+            ) as response:
+                text = await response.text()
+            assert text.rstrip().endswith("data: [DONE]")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            await process.wait()
+    assert process.returncode == 0
+
+
+async def _serve(*extra: str) -> tuple[asyncio.subprocess.Process, str]:
+    """`fleetroute serve` on free ports with instant simulated servers, and its proxy URL."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fleetroute", "serve", "--http", "127.0.0.1:0",
+        "--grpc", "127.0.0.1:0", "--ext-proc", "", "--sim-speed", "0", *extra,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stdout is not None
+    async with asyncio.timeout(30):
+        while True:
+            line = (await process.stdout.readline()).decode()
+            assert line, "serve exited before printing its address"
+            if found := re.search(r"OpenAI-compatible API: (http://\S+/v1)", line):
+                return process, found.group(1)
+
+
+async def _stop(process: asyncio.subprocess.Process) -> str:
+    process.send_signal(signal.SIGTERM)
+    async with asyncio.timeout(30):
+        _, err = await process.communicate()
+    assert process.returncode == 0
+    return err.decode()
+
+
+async def test_learning_survives_a_restart(tmp_path: Path) -> None:
+    state = tmp_path / "learning.pb"
+    process, base = await _serve("--learning-state", str(state), "--snapshot-interval", "3600")
+    try:
+        body = {
+            "model": "fleet/chat",
+            "messages": [{"role": "user", "content": "Hi"}],
+            "max_tokens": 2,
+        }
+        async with aiohttp.ClientSession() as session:
+            for _ in range(6):
+                async with session.post(base + "/chat/completions", json=body) as response:
+                    assert response.status == 200
+    finally:
+        await _stop(process)
+    saved = learning_pb2.RouterLearning()
+    saved.ParseFromString(state.read_bytes())
+    assert "llm/chat" in saved.policies
+    process, _ = await _serve("--learning-state", str(state))
+    log = await _stop(process)
+    assert "learning restored for 1 policies" in log
+
+
+async def test_a_corrupt_learning_state_stops_start_up_clearly(tmp_path: Path) -> None:
+    state = tmp_path / "learning.pb"
+    state.write_bytes(b"\xff not a snapshot")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fleetroute", "serve", "--http", "127.0.0.1:0", "--grpc",
+        "127.0.0.1:0", "--ext-proc", "", "--learning-state", str(state),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(30):
+        _, err = await process.communicate()
+    assert process.returncode == 2
+    assert "is not a fleetroute learning snapshot" in err.decode()
