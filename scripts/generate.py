@@ -1,4 +1,4 @@
-"""Regenerate every committed generated file (protobuf code, CRD YAML), or check they are fresh."""
+"""Regenerate every committed generated file (protobufs, CRD YAML, chart files), or check them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+import generate_chart
+
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "dashboards"))
+import generate_dashboards  # noqa: E402 (dashboards/, beside the chart it feeds)
+
 PROTO_ROOT = ROOT / "protos"
 PROTO_PACKAGE = Path("fleetroute/v1alpha1")
 PROTO_OUT = ROOT / "api" / PROTO_PACKAGE
@@ -35,7 +40,9 @@ def generate_protos(out_root: Path) -> Path:
         f"--mypy_grpc_out={out_root}",
         *protos,
     ]
-    subprocess.run(command, check=True, cwd=PROTO_ROOT, stdout=subprocess.DEVNULL)  # noqa: S603
+    done = subprocess.run(command, check=False, cwd=PROTO_ROOT, capture_output=True, text=True)  # noqa: S603
+    if done.returncode != 0:
+        raise SystemExit(f"protoc failed:\n{done.stderr}")
     package = out_root / PROTO_PACKAGE
     (package / "__init__.py").write_text(PACKAGE_DOC)
     (package / "py.typed").write_text("")
@@ -73,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(PROTO_OUT, ignore_errors=True)
         generate_protos(ROOT / "api")
         generate_crds(CRD_OUT)
+        generate_chart.write()
+        generate_dashboards.write()
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         fresh_protos = generate_protos(Path(tmp) / "protos")
@@ -81,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         generate_crds(fresh_crds)
         stale = [f"api/{PROTO_PACKAGE}/{n}" for n in _same_tree(fresh_protos, PROTO_OUT)]
         stale += [f"crds/{n}" for n in _same_tree(fresh_crds, CRD_OUT)]
+    stale += generate_chart.stale_files()
+    stale += generate_dashboards.stale_files()
     if stale:
         print("stale generated files (run: python scripts/generate.py):", *stale, sep="\n  ")
         return 1

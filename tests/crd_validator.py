@@ -19,7 +19,9 @@ def _schemas() -> dict[str, dict[str, Any]]:
     found = {}
     for path in CRD_DIR.glob("*.yaml"):
         crd = yaml.safe_load(path.read_text())
-        found[crd["spec"]["names"]["kind"]] = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        found[crd["spec"]["names"]["kind"]] = crd["spec"]["versions"][0]["schema"][
+            "openAPIV3Schema"
+        ]
     return found
 
 

@@ -26,6 +26,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "operator": ("fleetroute_operator.command", "run the Kubernetes operator (kopf)"),
     "route": ("fleetroute.client", "ask a running router where a request would go"),
+    "bench": (
+        "fleetroute_router.bench.command",
+        "run a benchmark (prints ratios against a baseline)",
+    ),
+    "replay": (
+        "fleetroute_router.replay.command",
+        "judge a selection policy offline on logged routing outcomes",
+    ),
 }
 
 

@@ -1,0 +1,400 @@
+"""What the request path calls: one call per point, recording metrics and span data together.
+
+Span tree of one proxied request (names; kinds in brackets):
+
+    {operation} {requested model}        [SERVER]  from the caller's traceparent, if any
+      fleetroute.features                            feature extraction (routing core)
+      fleetroute.decide                              the policy's choice among pools
+      fleetroute.pick_endpoint                       endpoint picker within the pool
+      fleetroute.upstream.prefill        [CLIENT]  P/D: the prefill request
+      fleetroute.upstream.decode         [CLIENT]  the request the client's answer comes from
+
+Attributes use the OpenTelemetry GenAI semantic conventions where they fit (gen_ai.*), plus
+fleetroute.* for routing: policy, algorithm, pool, endpoint, arm scores, exploration, predicted
+and observed latency, energy, cost, reward.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from fleetroute.v1alpha1 import config_pb2
+from fleetroute_router import errors, reward
+from fleetroute_router.decisions import Decision
+from fleetroute_router.fleet import Fleet
+from fleetroute_router.telemetry.metrics import (
+    FALLBACK_REASONS,
+    PREFIX,
+    BreakerCollector,
+    RouterMetrics,
+    exploration,
+)
+from fleetroute_router.telemetry.tracing import Tracing
+
+PROVIDER: Final = "fleetroute"
+# The SERVER span of the request being handled: outcome attributes go there, not on whatever
+# child span (e.g. the upstream call) is current when they are measured.
+_REQUEST_SPAN: Final[contextvars.ContextVar[Span | None]] = contextvars.ContextVar(
+    "fleetroute_request_span", default=None
+)
+
+
+def _request_span() -> Span:
+    return _REQUEST_SPAN.get() or trace.get_current_span()
+
+
+REJECT_REASON: Final[Mapping[type[errors.RoutingError], str]] = {
+    errors.InvalidRequest: "invalid_request",
+    errors.UnknownModel: "unknown_model",
+    errors.NoCapacity: "no_capacity",
+    errors.Overloaded: "overloaded",
+    errors.UpstreamFailed: "upstream_failed",
+}
+
+
+def reject_reason(error: BaseException) -> str | None:
+    """The bounded reason label of a routing error (None for other exceptions)."""
+    for kind, reason in REJECT_REASON.items():
+        if isinstance(error, kind):
+            return reason
+    return None
+
+
+def _seconds(duration: Any) -> float:
+    return float(duration.ToTimedelta().total_seconds())
+
+
+def slos(fleet: Fleet) -> list[tuple[str, str, float]]:
+    """(policy, metric, seconds) of every latency objective in a fleet's config."""
+    found = []
+    for policy in fleet.config.policies:
+        if policy.slo.HasField("ttft"):
+            found.append((policy.name, "ttft", _seconds(policy.slo.ttft)))
+        if policy.slo.HasField("tpot"):
+            found.append((policy.name, "tpot", _seconds(policy.slo.tpot)))
+    return found
+
+
+@dataclass(frozen=True)
+class Served:
+    """What was measured of a served request."""
+
+    e2e_s: float
+    ttft_s: float | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    joules: float = 0.0
+    energy_source: str = "none"
+    reward: float | None = None
+
+    @property
+    def tpot_s(self) -> float | None:
+        if self.ttft_s is None or self.completion_tokens < 2:
+            return None
+        return max(self.e2e_s - self.ttft_s, 0.0) / (self.completion_tokens - 1)
+
+
+@dataclass(eq=False)
+class _FleetView(Collector):
+    """In-flight requests per pool, read at scrape time."""
+
+    fleet: Fleet | None = None
+    in_flight: Callable[[config_pb2.Pool], int] | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            f"{PREFIX}_in_flight_requests",
+            "Requests the router has sent to a pool and not yet seen finish",
+            labels=["pool"],
+        )
+        if self.fleet is not None and self.in_flight is not None:
+            for pool in self.fleet.config.pools:
+                family.add_metric([pool.name], float(self.in_flight(pool)))
+        yield family
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(f"{PREFIX}_in_flight_requests", "", labels=["pool"])
+
+
+class RouterTelemetry:
+    """Metrics and tracing of one router process."""
+
+    def __init__(
+        self, metrics: RouterMetrics | None = None, tracing: Tracing | None = None
+    ) -> None:
+        self.metrics = metrics or RouterMetrics()
+        self.tracing = tracing or Tracing()
+        self._fleet: Fleet | None = None
+        self._slos: list[tuple[str, str, float]] = []
+        self._view = _FleetView()
+        self.metrics.registry.register(self._view)
+        self._breakers: BreakerCollector | None = None
+
+    @property
+    def registry(self) -> CollectorRegistry:
+        return self.metrics.registry
+
+    # Process state
+
+    def watch(
+        self,
+        *,
+        is_open: Callable[[str], bool] | None = None,
+        in_flight: Callable[[config_pb2.Pool], int] | None = None,
+    ) -> None:
+        """Report breaker state and in-flight requests per endpoint/pool at scrape time."""
+        if is_open is not None and self._breakers is None:
+            self._breakers = BreakerCollector(self._endpoints, is_open)
+            self.metrics.registry.register(self._breakers)
+        if in_flight is not None:
+            self._view.in_flight = in_flight
+
+    def _endpoints(self) -> Iterable[tuple[str, str]]:
+        fleet = self._fleet
+        if fleet is None:
+            return []
+        return [(p.name, e.address) for p in fleet.config.pools for e in p.endpoints]
+
+    def set_fleet(self, fleet: Fleet) -> None:
+        """A new config: SLO gauges, and zeroed series for its pools and policies."""
+        self._fleet = fleet
+        self._view.fleet = fleet
+        self._slos = slos(fleet)
+        self.metrics.set_slos(self._slos)
+        for pool in fleet.config.pools:
+            self.metrics.retries.labels(pool.name)
+        for policy in fleet.config.policies:
+            for reason in FALLBACK_REASONS:
+                self.metrics.fallbacks.labels(policy.name, reason)
+
+    # A request
+
+    @contextlib.contextmanager
+    def request(
+        self, method: str, path: str, headers: Mapping[str, Any], operation: str = "chat"
+    ) -> Iterator[Span | None]:
+        """The SERVER span of one request, current for the block, continuing the caller's
+        trace; routing errors count as rejected requests and mark the span as failed."""
+        tracing = self.tracing
+        span = tracing.start(
+            operation,
+            kind=SpanKind.SERVER,
+            context=tracing.extract(headers),
+            attributes={
+                "http.request.method": method,
+                "url.path": path,
+                "gen_ai.operation.name": operation,
+                "gen_ai.provider.name": PROVIDER,
+            },
+        )
+        token = _REQUEST_SPAN.set(span)
+        try:
+            if span is None:
+                yield None
+            else:
+                with trace.use_span(span, end_on_exit=False, record_exception=False):
+                    yield span
+        except errors.RoutingError as error:
+            reason = reject_reason(error)
+            if reason is not None:
+                self.metrics.rejected.labels(reason).inc()
+            if span is not None:
+                span.set_attribute("error.type", reason or type(error).__name__)
+                span.set_status(Status(StatusCode.ERROR, str(error)))
+            raise
+        except BaseException as error:
+            if span is not None:
+                span.set_attribute("error.type", type(error).__name__)
+                span.set_status(Status(StatusCode.ERROR))
+            raise
+        finally:
+            _REQUEST_SPAN.reset(token)
+            if span is not None:
+                span.end()
+
+    def requested(
+        self,
+        *,
+        model: str,
+        operation: str,
+        max_tokens: int = 0,
+        stream: bool = False,
+        prompt: str | None = None,
+    ) -> None:
+        """What the caller asked for, on the current request span."""
+        if not self.tracing.enabled:
+            return
+        span = _request_span()
+        span.update_name(f"{operation} {model}")
+        span.set_attribute("gen_ai.operation.name", operation)
+        span.set_attribute("gen_ai.request.model", model)
+        span.set_attribute("fleetroute.stream", stream)
+        if max_tokens:
+            span.set_attribute("gen_ai.request.max_tokens", max_tokens)
+        if prompt is not None and self.tracing.capture_content:
+            span.set_attribute("gen_ai.prompt", prompt)
+
+    def decided(self, decision: Decision, seconds: float, *, span: Span | None = None) -> None:
+        """A routing decision: counts, decision latency, arm scores; span attributes."""
+        m = self.metrics
+        choice = exploration(decision.pool, decision.scores)
+        mode = "disaggregated" if decision.prefill_endpoint else "aggregated"
+        m.decisions.labels(decision.policy, decision.algorithm, decision.pool, mode, choice).inc()
+        m.decision_duration.labels(decision.policy).observe(seconds)
+        if decision.policy:
+            for pool, score in decision.scores.items():
+                m.arm_score.labels(decision.policy, pool).set(score)
+        if not self.tracing.enabled:
+            return
+        target = span or _request_span()
+        names = sorted(decision.scores)
+        target.set_attributes(
+            {
+                "gen_ai.response.model": decision.model,
+                "fleetroute.policy": decision.policy,
+                "fleetroute.algorithm": decision.algorithm,
+                "fleetroute.pool": decision.pool,
+                "fleetroute.endpoint": decision.endpoint,
+                "fleetroute.decision.id": decision.id,
+                "fleetroute.decision.mode": mode,
+                "fleetroute.decision.choice": choice,
+                "fleetroute.decision.duration_s": seconds,
+                "fleetroute.arm.names": names,
+                "fleetroute.arm.scores": [float(decision.scores[n]) for n in names],
+                "fleetroute.endpoint.load": float(decision.endpoint_load),
+                "fleetroute.prefill.pool": decision.prefill_pool,
+                "fleetroute.prefill.endpoint": decision.prefill_endpoint,
+            }
+        )
+        for policy, metric, seconds in self._slos:
+            if policy == decision.policy:
+                target.set_attribute(f"fleetroute.slo.{metric}_s", seconds)
+
+    def predicted(self, ttft_s: float | None) -> None:
+        """The endpoint picker's TTFT prediction for the chosen endpoint, if it made one."""
+        if ttft_s is not None and self.tracing.enabled:
+            _request_span().set_attribute("fleetroute.ttft.predicted_s", ttft_s)
+
+    def retried(self, before: Decision, after: Decision) -> None:
+        """A request moved to another endpoint (another pool: a fallback)."""
+        self.metrics.retries.labels(before.pool).inc()
+        if after.pool != before.pool:
+            self.metrics.fallbacks.labels(before.policy, "other_pool").inc()
+        if self.tracing.enabled:
+            _request_span().add_event(
+                "fleetroute.retry",
+                {
+                    "fleetroute.from.endpoint": before.endpoint,
+                    "fleetroute.to.endpoint": after.endpoint,
+                },
+            )
+
+    def fallback(self, decision: Decision, reason: str) -> None:
+        """The request was served otherwise than decided (prefill_local: P/D prefill failed)."""
+        self.metrics.fallbacks.labels(decision.policy, reason).inc()
+        if self.tracing.enabled:
+            _request_span().add_event("fleetroute.fallback", {"reason": reason})
+
+    def served(self, decision: Decision, result: Served) -> None:
+        """A request answered: outcome, latencies (against the SLO), tokens, energy, cost,
+        reward; exemplars link the samples to the request's trace."""
+        m, exemplar = self.metrics, self.tracing.exemplar()
+        route = (decision.policy, decision.model, decision.pool)
+        m.requests.labels(*route, decision.endpoint, "success").inc(exemplar=exemplar)
+        m.duration.labels(*route).observe(result.e2e_s, exemplar=exemplar)
+        tpot = result.tpot_s
+        if result.ttft_s is not None:
+            m.ttft.labels(*route).observe(result.ttft_s, exemplar=exemplar)
+        if tpot is not None:
+            m.tpot.labels(*route).observe(tpot, exemplar=exemplar)
+        m.tokens.labels(*route, "input").inc(result.prompt_tokens)
+        m.tokens.labels(*route, "output").inc(result.completion_tokens)
+        m.energy.labels(decision.model, decision.pool, result.energy_source).inc(result.joules)
+        fleet = self._fleet
+        pool = fleet.pools.get(decision.pool) if fleet is not None else None
+        dollars = reward.request_cost(pool, result.e2e_s, decision.share) if pool else 0.0
+        m.cost.labels(decision.model, decision.pool).inc(dollars)
+        if result.reward is not None and decision.policy:
+            m.reward.labels(decision.policy, decision.pool).observe(
+                result.reward, exemplar=exemplar
+            )
+        if decision.policy:
+            for policy, metric, target in self._slos:
+                observed = result.ttft_s if metric == "ttft" else tpot
+                if policy == decision.policy and observed is not None:
+                    met = "met" if observed <= target else "missed"
+                    m.slo_requests.labels(policy, decision.pool, metric, met).inc()
+        if not self.tracing.enabled:
+            return
+        span = _request_span()
+        attributes: dict[str, Any] = {
+            "fleetroute.outcome": "success",
+            "gen_ai.usage.input_tokens": result.prompt_tokens,
+            "gen_ai.usage.output_tokens": result.completion_tokens,
+            "fleetroute.duration_s": result.e2e_s,
+            "fleetroute.energy.joules": result.joules,
+            "fleetroute.energy.source": result.energy_source,
+            "fleetroute.cost.dollars": dollars,
+        }
+        if result.ttft_s is not None:
+            attributes["fleetroute.ttft.observed_s"] = result.ttft_s
+        if tpot is not None:
+            attributes["fleetroute.tpot.observed_s"] = tpot
+        if result.reward is not None:
+            attributes["fleetroute.reward"] = result.reward
+        span.set_attributes(attributes)
+
+    def finished(self, decision: Decision, outcome: str) -> None:
+        """A request that was routed but not served: failure, cancelled or client_error."""
+        route = (decision.policy, decision.model, decision.pool)
+        self.metrics.requests.labels(*route, decision.endpoint, outcome).inc(
+            exemplar=self.tracing.exemplar()
+        )
+        if self.tracing.enabled:
+            _request_span().set_attribute("fleetroute.outcome", outcome)
+
+    def completion(self, text: str) -> None:
+        """The answer's text on the current span, only when content capture is on."""
+        if self.tracing.enabled and self.tracing.capture_content:
+            _request_span().set_attribute("gen_ai.completion", text)
+
+    @contextlib.contextmanager
+    def upstream(
+        self, step: str, endpoint: str, model: str, pool: str = ""
+    ) -> Iterator[dict[str, str]]:
+        """A CLIENT span for one upstream call (step: prefill or decode); yields the W3C headers
+        to send with it (empty when tracing is off: the caller's own headers go through)."""
+        tracing = self.tracing
+        if not tracing.enabled:
+            yield {}
+            return
+        host, _, port = endpoint.rpartition(":")
+        attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": model,
+            "server.address": host,
+            "fleetroute.pool": pool,
+            "fleetroute.endpoint": endpoint,
+        }
+        if port.isdigit():
+            attributes["server.port"] = int(port)
+        started = time.monotonic()
+        with tracing.span(
+            f"fleetroute.upstream.{step}", kind=SpanKind.CLIENT, attributes=attributes
+        ) as span:
+            headers: dict[str, str] = {}
+            tracing.inject(headers, span)
+            yield headers
+            if span is not None:
+                span.set_attribute("fleetroute.upstream.duration_s", time.monotonic() - started)
