@@ -29,6 +29,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--liveness", default=None, help="liveness endpoint, e.g. http://0.0.0.0:8080/healthz"
     )
+    parser.add_argument(
+        "--router-address",
+        default=None,
+        help="router gRPC host:port; RoutingPolicy status then shows what it learned per arm",
+    )
+    parser.add_argument(
+        "--metrics", default=None, help="serve Prometheus /metrics on host:port, e.g. 0.0.0.0:8081"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
         router_config_name=args.router_config_name,
         status_interval=args.status_interval,
         namespaces=tuple(args.namespaces),
+        router_address=args.router_address,
     )
-    main.run(settings, liveness_endpoint=args.liveness)
+    main.run(settings, liveness_endpoint=args.liveness, metrics_address=args.metrics)
     return 0

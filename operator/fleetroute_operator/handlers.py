@@ -9,10 +9,11 @@ from typing import Any
 import kopf
 
 from fleetroute.crds import GROUP, VERSION
-from fleetroute_operator import reconcile
+from fleetroute_operator import reconcile, router_stats
 from fleetroute_operator.capacity import NodeFacts, node_facts, pod_requests, pool_capacity
 from fleetroute_operator.kube import ApiError, Kube
 from fleetroute_operator.settings import Settings
+from fleetroute_operator.telemetry import OperatorTelemetry
 
 RETRY_DELAY_S = 5.0
 GPUPOOLS = (GROUP, VERSION, "gpupools")
@@ -28,6 +29,13 @@ class State:
         self.settings = settings
         self.config_writer = reconcile.RouterConfigWriter(
             kube, settings.router_config_namespace, settings.router_config_name
+        )
+        self.router_stats = (
+            router_stats.CachedStats(
+                router_stats.grpc_fetcher(settings.router_address), settings.status_interval
+            )
+            if settings.router_address
+            else None
         )
 
 
@@ -137,13 +145,17 @@ def modelpool_reconcile(
 def policy_status(
     body: kopf.Body,
     patch: kopf.Patch,
+    memo: kopf.Memo,
     index_modelpools: kopf.Index[tuple[str, str], dict[str, Any]],
     **_: Any,
 ) -> None:
-    """Refresh which candidates exist and are Ready."""
+    """Refresh which candidates exist and are Ready, and what the router learned of each."""
     pools = {key: pool for key in index_modelpools if (pool := _one(index_modelpools, key))}
+    stats = _state(memo).router_stats
+    meta = body["metadata"]
+    learned = stats.get().get(f"{meta['namespace']}/{meta['name']}", ()) if stats else ()
     try:
-        status = reconcile.routingpolicy_status(body, pools)
+        status = reconcile.routingpolicy_status(body, pools, learned)
     except reconcile.InvalidSpec as error:
         raise kopf.PermanentError(f"invalid RoutingPolicy: {error}") from error
     _patch_status(body, patch, status)
@@ -181,9 +193,15 @@ def _callback(fn: Callable[..., None] | Callable[..., dict[Any, Any]]) -> Any:
     return fn
 
 
-def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
-    """Register every handler on `registry` (no global registry)."""
+def register(
+    registry: kopf.OperatorRegistry,
+    settings: Settings,
+    telemetry: OperatorTelemetry | None = None,
+) -> None:
+    """Register every handler on `registry` (no global registry); reconcile handlers are
+    counted, timed and traced by `telemetry`."""
     on = kopf.on
+    observed = telemetry or OperatorTelemetry()
     interval = settings.status_interval
     on.startup(registry=registry)(_callback(_configure))
     # In-cluster service account first, then the kubeconfig (a custom registry has no defaults).
@@ -197,23 +215,24 @@ def register(registry: kopf.OperatorRegistry, settings: Settings) -> None:
     kopf.index(*POLICIES, id="index_policies", registry=registry)(_callback(index_policies))
 
     kopf.timer(*GPUPOOLS, id="gpupool_status", interval=interval, registry=registry)(
-        _callback(gpupool_status)
+        _callback(observed.reconciler("GPUPool", gpupool_status))
     )
     for event in (on.create, on.update, on.resume):
         event(*MODELPOOLS, id="modelpool_reconcile", registry=registry)(
-            _callback(modelpool_reconcile)
+            _callback(observed.reconciler("ModelPool", modelpool_reconcile))
         )
     kopf.timer(*MODELPOOLS, id="modelpool_refresh", interval=interval, registry=registry)(
-        _callback(modelpool_reconcile)
+        _callback(observed.reconciler("ModelPool", modelpool_reconcile))
     )
     kopf.timer(*POLICIES, id="policy_status", interval=interval, registry=registry)(
-        _callback(policy_status)
+        _callback(observed.reconciler("RoutingPolicy", policy_status))
     )
+    config = observed.reconciler("RouterConfig", router_config)
     for resource in (GPUPOOLS, MODELPOOLS, POLICIES):
-        on.event(*resource, id="router_config", registry=registry)(_callback(router_config))
+        on.event(*resource, id="router_config", registry=registry)(_callback(config))
     # Also on a timer, so a ConfigMap deleted by hand comes back within a resync period.
     kopf.timer(*POLICIES, id="router_config_resync", interval=interval, registry=registry)(
-        _callback(router_config)
+        _callback(config)
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -23,6 +23,7 @@ __all__ = [
 from fleetroute_operator import conditions, labels, pool_status, router_config, workloads
 from fleetroute_operator.capacity import NodeFacts, PoolCapacity, pool_capacity
 from fleetroute_operator.kube import Kube, selector_string
+from fleetroute_operator.router_stats import ArmSummary
 
 Body = Mapping[str, Any]
 
@@ -169,8 +170,12 @@ def _status(
     )
 
 
-def routingpolicy_status(body: Body, model_pools: Mapping[tuple[str, str], Body]) -> dict[str, Any]:
-    """RoutingPolicy status: how many candidates exist and are Ready, and which are missing."""
+def routingpolicy_status(
+    body: Body,
+    model_pools: Mapping[tuple[str, str], Body],
+    learned: Sequence[ArmSummary] = (),
+) -> dict[str, Any]:
+    """RoutingPolicy status: candidates that exist and are Ready, and what the router learned."""
     spec = parse_spec(RoutingPolicySpec, body)
     namespace = body["metadata"]["namespace"]
     missing, ready = [], 0
@@ -209,8 +214,19 @@ def routingpolicy_status(body: Body, model_pools: Mapping[tuple[str, str], Body]
             generation,
         )
     previous = body.get("status") or {}
+    prefix = f"{namespace}/"
+    arms = [
+        {
+            "modelPool": arm.pool.removeprefix(prefix),
+            "share": f"{arm.share:.2f}",
+            "meanReward": "-" if arm.mean_reward is None else f"{arm.mean_reward:.3f}",
+        }
+        for arm in learned
+    ]
+    learned_status = {"arms": arms, "topArm": arms[0]["modelPool"]} if arms else {}
     return {
         **{k: v for k, v in previous.items() if k in ("arms", "topArm")},
+        **learned_status,
         "observedGeneration": generation,
         "readyCandidates": ready,
         "conditions": conditions.merge(previous.get("conditions") or [], [verdict]),

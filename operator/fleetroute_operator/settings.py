@@ -13,3 +13,5 @@ class Settings:
     router_config_name: str = "fleetroute-router-config"
     status_interval: float = 5.0
     namespaces: tuple[str, ...] = ()
+    # host:port of the router's gRPC API, to show what it learned in RoutingPolicy status.
+    router_address: str | None = None

@@ -12,6 +12,7 @@ from fleetroute_router import errors, reward
 from fleetroute_router.core import RoutingCore
 from fleetroute_router.decisions import Decision
 from fleetroute_router.features import RequestInfo, chat_prompt
+from fleetroute_router.telemetry.tracing import grpc_span
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -87,8 +88,33 @@ class RouterService(router_pb2_grpc.RouterServicer):
     async def Route(
         self, request: router_pb2.RouteRequest, context: Context
     ) -> router_pb2.RouteDecision:
-        return decision_message(self._core.route(request_info(request), request.request_id))
+        with grpc_span("Route", context.invocation_metadata()):
+            return decision_message(self._core.route(request_info(request), request.request_id))
 
     async def Report(self, request: router_pb2.Feedback, context: Context) -> router_pb2.ReportAck:
         scores = self._core.report(request.decision_id, outcome(request))
         return router_pb2.ReportAck(reward=scores.reward)
+
+    async def GetStats(
+        self, request: router_pb2.StatsRequest, context: Context
+    ) -> router_pb2.RouterStats:
+        return router_pb2.RouterStats(
+            config_revision=self._core.fleet.config.revision,
+            policies=[
+                router_pb2.PolicyStats(
+                    policy=name,
+                    algorithm=algorithm,
+                    arms=[
+                        router_pb2.ArmStats(
+                            pool=a.pool,
+                            decisions=a.decisions,
+                            share=a.share,
+                            rewards=a.rewards,
+                            mean_reward=a.mean_reward,
+                        )
+                        for a in arms
+                    ],
+                )
+                for name, (algorithm, arms) in self._core.stats(request.policy).items()
+            ],
+        )

@@ -215,3 +215,30 @@ async def test_reflection_lists_the_router_service(channel: grpc.aio.Channel) ->
         names = {s.name for s in reply.list_services_response.service}
         break
     assert {SERVICE_NAME, "grpc.health.v1.Health"} <= names
+
+
+async def test_stats_count_decisions_and_rewards_per_arm(stub: router_pb2_grpc.RouterStub) -> None:
+    decisions = [
+        await stub.Route(router_pb2.RouteRequest(model="fleet/chat", prompt=f"Hello {i}"))
+        for i in range(8)
+    ]
+    await stub.Report(
+        router_pb2.Feedback(decision_id=decisions[0].decision_id, success=True, quality=1.0)
+    )
+    stats = await stub.GetStats(router_pb2.StatsRequest(policy="llm/chat"))
+    (policy,) = stats.policies
+    assert policy.policy == "llm/chat"
+    assert sum(a.decisions for a in policy.arms) == 8
+    assert sum(a.share for a in policy.arms) == pytest.approx(1.0)
+    rewarded = next(a for a in policy.arms if a.pool == decisions[0].pool)
+    assert rewarded.rewards == 1
+    assert rewarded.mean_reward > 0
+    assert [a.decisions for a in policy.arms] == sorted(
+        (a.decisions for a in policy.arms), reverse=True
+    )
+
+
+async def test_stats_of_an_unknown_policy_is_not_found(stub: router_pb2_grpc.RouterStub) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.GetStats(router_pb2.StatsRequest(policy="llm/nope"))
+    assert raised.value.code() == grpc.StatusCode.NOT_FOUND

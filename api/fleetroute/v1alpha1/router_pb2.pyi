@@ -240,3 +240,109 @@ class ReportAck(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReportAck: _TypeAlias = ReportAck  # noqa: Y015
+
+@_typing.final
+class StatsRequest(_message.Message):
+    """Which policy to summarise; empty for all."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    policy: _builtins.str
+    def __init__(
+        self,
+        *,
+        policy: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatsRequest: _TypeAlias = StatsRequest  # noqa: Y015
+
+@_typing.final
+class ArmStats(_message.Message):
+    """One arm (candidate pool) of a policy, since the router started or the policy last changed."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POOL_FIELD_NUMBER: _builtins.int
+    DECISIONS_FIELD_NUMBER: _builtins.int
+    SHARE_FIELD_NUMBER: _builtins.int
+    REWARDS_FIELD_NUMBER: _builtins.int
+    MEAN_REWARD_FIELD_NUMBER: _builtins.int
+    pool: _builtins.str
+    decisions: _builtins.int
+    """Decisions that chose this arm, and their share of the policy's decisions."""
+    share: _builtins.float
+    rewards: _builtins.int
+    """Rewards learned from (reported or expired feedback), and their mean."""
+    mean_reward: _builtins.float
+    def __init__(
+        self,
+        *,
+        pool: _builtins.str = ...,
+        decisions: _builtins.int = ...,
+        share: _builtins.float = ...,
+        rewards: _builtins.int = ...,
+        mean_reward: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decisions", b"decisions", "mean_reward", b"mean_reward", "pool", b"pool", "rewards", b"rewards", "share", b"share"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArmStats: _TypeAlias = ArmStats  # noqa: Y015
+
+@_typing.final
+class PolicyStats(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    ALGORITHM_FIELD_NUMBER: _builtins.int
+    ARMS_FIELD_NUMBER: _builtins.int
+    policy: _builtins.str
+    algorithm: _builtins.str
+    @_builtins.property
+    def arms(self) -> _containers.RepeatedCompositeFieldContainer[Global___ArmStats]: ...
+    def __init__(
+        self,
+        *,
+        policy: _builtins.str = ...,
+        algorithm: _builtins.str = ...,
+        arms: _abc.Iterable[Global___ArmStats] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "arms", b"arms", "policy", b"policy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PolicyStats: _TypeAlias = PolicyStats  # noqa: Y015
+
+@_typing.final
+class RouterStats(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICIES_FIELD_NUMBER: _builtins.int
+    CONFIG_REVISION_FIELD_NUMBER: _builtins.int
+    config_revision: _builtins.str
+    """Revision of the RouterConfig being served."""
+    @_builtins.property
+    def policies(self) -> _containers.RepeatedCompositeFieldContainer[Global___PolicyStats]: ...
+    def __init__(
+        self,
+        *,
+        policies: _abc.Iterable[Global___PolicyStats] | None = ...,
+        config_revision: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_revision", b"config_revision", "policies", b"policies"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RouterStats: _TypeAlias = RouterStats  # noqa: Y015

@@ -45,6 +45,11 @@ class RouterStub:
                 request_serializer=fleetroute_dot_v1alpha1_dot_router__pb2.Feedback.SerializeToString,
                 response_deserializer=fleetroute_dot_v1alpha1_dot_router__pb2.ReportAck.FromString,
                 _registered_method=True)
+        self.GetStats = channel.unary_unary(
+                '/fleetroute.v1alpha1.Router/GetStats',
+                request_serializer=fleetroute_dot_v1alpha1_dot_router__pb2.StatsRequest.SerializeToString,
+                response_deserializer=fleetroute_dot_v1alpha1_dot_router__pb2.RouterStats.FromString,
+                _registered_method=True)
 
 
 class RouterServicer:
@@ -65,6 +70,14 @@ class RouterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStats(self, request, context):
+        """What the router has learned, per policy and arm (the operator writes it into
+        RoutingPolicy status); an unknown policy is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RouterServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +90,11 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.Report,
                     request_deserializer=fleetroute_dot_v1alpha1_dot_router__pb2.Feedback.FromString,
                     response_serializer=fleetroute_dot_v1alpha1_dot_router__pb2.ReportAck.SerializeToString,
+            ),
+            'GetStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStats,
+                    request_deserializer=fleetroute_dot_v1alpha1_dot_router__pb2.StatsRequest.FromString,
+                    response_serializer=fleetroute_dot_v1alpha1_dot_router__pb2.RouterStats.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +152,33 @@ class Router:
             '/fleetroute.v1alpha1.Router/Report',
             fleetroute_dot_v1alpha1_dot_router__pb2.Feedback.SerializeToString,
             fleetroute_dot_v1alpha1_dot_router__pb2.ReportAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetroute.v1alpha1.Router/GetStats',
+            fleetroute_dot_v1alpha1_dot_router__pb2.StatsRequest.SerializeToString,
+            fleetroute_dot_v1alpha1_dot_router__pb2.RouterStats.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,6 +37,10 @@ class RouterStub:
     """Decide where one request goes."""
     Report: _grpc.UnaryUnaryMultiCallable[_router_pb2.Feedback, _router_pb2.ReportAck]
     """Report the outcome of a decision; unknown or expired decision ids are NOT_FOUND."""
+    GetStats: _grpc.UnaryUnaryMultiCallable[_router_pb2.StatsRequest, _router_pb2.RouterStats]
+    """What the router has learned, per policy and arm (the operator writes it into
+    RoutingPolicy status); an unknown policy is NOT_FOUND.
+    """
 
 @_typing.type_check_only
 class RouterAsyncStub(RouterStub):
@@ -47,6 +51,10 @@ class RouterAsyncStub(RouterStub):
     """Decide where one request goes."""
     Report: _aio.UnaryUnaryMultiCallable[_router_pb2.Feedback, _router_pb2.ReportAck]  # type: ignore[assignment]
     """Report the outcome of a decision; unknown or expired decision ids are NOT_FOUND."""
+    GetStats: _aio.UnaryUnaryMultiCallable[_router_pb2.StatsRequest, _router_pb2.RouterStats]  # type: ignore[assignment]
+    """What the router has learned, per policy and arm (the operator writes it into
+    RoutingPolicy status); an unknown policy is NOT_FOUND.
+    """
 
 class RouterServicer(metaclass=_abc_1.ABCMeta):
     """Chooses a model pool and endpoint per request and learns from feedback."""
@@ -66,5 +74,15 @@ class RouterServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_router_pb2.ReportAck, _abc.Awaitable[_router_pb2.ReportAck]]:
         """Report the outcome of a decision; unknown or expired decision ids are NOT_FOUND."""
+
+    @_abc_1.abstractmethod
+    def GetStats(
+        self,
+        request: _router_pb2.StatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.RouterStats, _abc.Awaitable[_router_pb2.RouterStats]]:
+        """What the router has learned, per policy and arm (the operator writes it into
+        RoutingPolicy status); an unknown policy is NOT_FOUND.
+        """
 
 def add_RouterServicer_to_server(servicer: RouterServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,105 @@
+"""What the router learned, as RoutingPolicy status shows it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+import kopf
+
+from fleetroute.v1alpha1 import router_pb2
+from fleetroute_operator import handlers, reconcile
+from fleetroute_operator.router_stats import ArmSummary, CachedStats, Stats, summarise
+from fleetroute_operator.settings import Settings
+from tests.controller.fakes import FakeKube, with_identity
+
+
+def _reply() -> router_pb2.RouterStats:
+    return router_pb2.RouterStats(
+        policies=[
+            router_pb2.PolicyStats(
+                policy="llm/chat",
+                algorithm="linucb",
+                arms=[
+                    router_pb2.ArmStats(
+                        pool="llm/llama-8b-l4",
+                        decisions=61,
+                        share=0.61,
+                        rewards=50,
+                        mean_reward=0.78,
+                    ),
+                    router_pb2.ArmStats(
+                        pool="llm/llama-70b-decode", decisions=39, share=0.39, rewards=0
+                    ),
+                ],
+            )
+        ]
+    )
+
+
+def test_summary_puts_the_most_chosen_arm_first() -> None:
+    arms = summarise(_reply())["llm/chat"]
+    assert arms == (
+        ArmSummary("llm/llama-8b-l4", 0.61, 0.78),
+        ArmSummary("llm/llama-70b-decode", 0.39, None),
+    )
+
+
+def test_policy_status_shows_arms_and_top_arm(example_objects: list[dict[str, Any]]) -> None:
+    body = with_identity(next(o for o in example_objects if o["kind"] == "RoutingPolicy"))
+    status = reconcile.routingpolicy_status(body, {}, summarise(_reply())["llm/chat"])
+    assert status["topArm"] == "llama-8b-l4"
+    assert status["arms"] == [
+        {"modelPool": "llama-8b-l4", "share": "0.61", "meanReward": "0.780"},
+        {"modelPool": "llama-70b-decode", "share": "0.39", "meanReward": "-"},
+    ]
+
+
+def test_policy_status_keeps_what_it_knew_when_the_router_is_away(
+    example_objects: list[dict[str, Any]],
+) -> None:
+    body = with_identity(next(o for o in example_objects if o["kind"] == "RoutingPolicy"))
+    body["status"] = {
+        "topArm": "llama-8b-l4",
+        "arms": [{"modelPool": "llama-8b-l4", "share": "1.00", "meanReward": "-"}],
+    }
+    status = reconcile.routingpolicy_status(body, {})
+    assert status["topArm"] == "llama-8b-l4"
+
+
+class Unreachable(grpc.RpcError):
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+
+def test_cached_stats_fetch_once_per_period_and_survive_errors() -> None:
+    calls: list[float] = []
+    now = [0.0]
+
+    def fetch() -> Stats:
+        calls.append(now[0])
+        if len(calls) == 2:
+            raise Unreachable()
+        return summarise(_reply())
+
+    cache = CachedStats(fetch, period_s=5.0, clock=lambda: now[0])
+    assert "llm/chat" in cache.get()
+    now[0] = 1.0
+    assert "llm/chat" in cache.get()
+    assert calls == [0.0]
+    now[0] = 6.0
+    assert cache.get() == {}
+    now[0] = 12.0
+    assert "llm/chat" in cache.get()
+
+
+def test_policy_handler_writes_learned_arms(example_objects: list[dict[str, Any]]) -> None:
+    state = handlers.State(FakeKube(), Settings())
+    state.router_stats = CachedStats(lambda: summarise(_reply()), period_s=5.0)
+    patch = kopf.Patch()
+    body = kopf.Body(
+        with_identity(next(o for o in example_objects if o["kind"] == "RoutingPolicy"))
+    )
+    handlers.policy_status(body=body, patch=patch, memo=kopf.Memo(state=state), index_modelpools={})
+    assert patch["status"]["topArm"] == "llama-8b-l4"
+    assert patch["status"]["conditions"][0]["reason"] == "CandidatesMissing"
