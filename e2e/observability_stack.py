@@ -4,7 +4,7 @@
 
 Versions are pinned in e2e/cluster/versions.env (PROMETHEUS_VERSION, JAEGER_VERSION); binaries
 land beside the cluster's as <cache>/bin/<name>-<version>, built one at a time under the same
-build lock.  The recipes differ from e2e/localcluster.py's `binary_specs`, so they live here:
+build lock.  The recipes differ from e2e/localcluster/build.py's `binary_specs`, so they live here:
 
 prometheus  ``go install -tags remove_all_sd`` of github.com/prometheus/prometheus/cmd/prometheus:
             no service-discovery plugins (static targets are all a test needs; the build is much
@@ -41,11 +41,11 @@ from e2e.localcluster import (
     LOCALHOST,
     VERSIONS_FILE,
     ClusterError,
-    _tail,
     cache_dir,
     file_lock,
     find_go,
     free_ports,
+    tail,
 )
 
 NAMES: Final = ("prometheus", "jaeger")
@@ -102,7 +102,7 @@ def _run(argv: Sequence[str], cwd: Path, env: Mapping[str, str], log_file: Path)
         out.write(result.stdout)
     if result.returncode != 0:
         raise ClusterError(
-            f"command failed ({result.returncode}): {' '.join(argv)}\n{_tail(log_file)}"
+            f"command failed ({result.returncode}): {' '.join(argv)}\n{tail(log_file)}"
         )
     return result.stdout.decode()
 
@@ -237,7 +237,7 @@ class _Process:
         self._process = None
 
     def log_tail(self, lines: int = 40) -> str:
-        return _tail(self.log_path, lines)
+        return tail(self.log_path, lines)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import aiohttp
 
 NAME = "llm-d-inference-sim"
 ENV = "LLM_D_INFERENCE_SIM"  # an explicit path to the binary wins over the harness
-HARNESS = Path(__file__).resolve().parents[3] / "e2e" / "localcluster.py"
+HARNESS = Path(__file__).resolve().parents[3] / "e2e" / "localcluster" / "__init__.py"
 
 
 class Unavailable(RuntimeError):
@@ -25,7 +25,9 @@ class Unavailable(RuntimeError):
 
 
 def _harness() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("localcluster", HARNESS)
+    spec = importlib.util.spec_from_file_location(
+        "localcluster", HARNESS, submodule_search_locations=[str(HARNESS.parent)]
+    )
     if spec is None or spec.loader is None:
         raise Unavailable(f"no e2e harness at {HARNESS}")
     module = sys.modules.get("localcluster")
@@ -37,7 +39,7 @@ def _harness() -> ModuleType:
 
 
 def find_binary(build: bool = True) -> Path:
-    """The binary's path; builds it through e2e/localcluster.py when missing. Raises Unavailable."""
+    """The binary's path; builds it through e2e/localcluster/ when missing. Raises Unavailable."""
     explicit = os.environ.get(ENV)
     if explicit:
         return Path(explicit)
