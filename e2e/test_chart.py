@@ -106,7 +106,7 @@ def manifest_objects(helm: Helm) -> list[tuple[str, str, str | None]]:
 
 
 def delete_fleet(cluster: Cluster, timeout: str = "90s") -> None:
-    """Delete the fleet's objects (the operator, while it runs, removes kopf's finalizers)."""
+    """Delete the fleet's objects (they carry no finalizers: deleting needs no operator)."""
     cluster.kubectl(
         "delete",
         "modelpools,routingpolicies",
@@ -121,21 +121,6 @@ def delete_fleet(cluster: Cluster, timeout: str = "90s") -> None:
     cluster.kubectl(
         "delete", "gpupools", *names, "--ignore-not-found", f"--timeout={timeout}", check=False
     )
-
-
-def strip_finalizers(cluster: Cluster) -> None:
-    """Let objects whose operator is gone be deleted (kopf's finalizers stay otherwise)."""
-    patch = json.dumps({"metadata": {"finalizers": None}})
-    for kind, namespace in (("modelpools", FLEET_NAMESPACE), ("routingpolicies", FLEET_NAMESPACE)):
-        found = cluster.kubectl("get", kind, "-n", namespace, "-o", "name", check=False).stdout
-        for name in found.split():
-            cluster.kubectl(
-                "patch", name, "-n", namespace, "--type=merge", "-p", patch, check=False
-            )
-    for obj in fleet_objects():
-        if obj["kind"] == "GPUPool":
-            name = f"gpupool/{obj['metadata']['name']}"
-            cluster.kubectl("patch", name, "--type=merge", "-p", patch, check=False)
 
 
 def denied_lines(operator: OperatorProcess) -> list[str]:
@@ -153,7 +138,6 @@ def release(cluster: Cluster, helm: Helm) -> Iterator[str]:
     """The chart installed with its defaults (CRDs included, kept on uninstall)."""
     # Leftovers of an interrupted run: namespaces still terminating would refuse new objects.
     helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", check=False)
-    strip_finalizers(cluster)
     delete_fleet(cluster, timeout="30s")
     cluster.kubectl(
         "delete", "namespace", NAMESPACE, FLEET_NAMESPACE, f"{NAMESPACE}-bare",
@@ -221,8 +205,6 @@ def fleet(cluster: Cluster, operator: OperatorProcess) -> Iterator[list[dict[str
     try:
         yield objects
     finally:
-        delete_fleet(cluster, timeout="30s")
-        strip_finalizers(cluster)
         delete_fleet(cluster)
         cluster.kubectl("delete", "namespace", FLEET_NAMESPACE, "--wait=false", check=False)
 

@@ -278,19 +278,8 @@ def operator(
     with _environment(_otel_env(jaeger, OPERATOR_SERVICE)):
         process.start()
     yield process, address
-    # delete while the operator runs: it removes kopf's finalizer
-    cluster.kubectl("delete", "gpupool", GPUPOOL, "--ignore-not-found", "--wait=false")
-    with contextlib.suppress(AssertionError):
-        wait_for(
-            f"GPUPool {GPUPOOL} deleted",
-            lambda: not cluster.kubectl("get", "gpupool", GPUPOOL, "--ignore-not-found").stdout,
-            timeout=30,
-        )
     process.stop()
-    cluster.kubectl(
-        "patch", "gpupool", GPUPOOL, "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
-        check=False,
-    )  # fmt: skip
+    cluster.kubectl("delete", "gpupool", GPUPOOL, "--ignore-not-found", "--timeout=30s")
 
 
 @pytest.fixture(scope="module")

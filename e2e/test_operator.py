@@ -432,3 +432,17 @@ def test_router_config_follows_fleet_changes(cluster: Cluster, fleet: list[dict[
             for p in (router_config(cluster) or {"policies": []})["policies"]
         ),
     )
+
+
+def test_objects_carry_no_finalizers(cluster: Cluster, fleet: list[dict[str, Any]]) -> None:
+    """Status is refreshed without kopf timers, so deleting needs no running operator."""
+    wait_ready(cluster, "modelpool", "llama-8b-l4")
+    for kind, namespace in (
+        ("gpupools", None),
+        ("modelpools", NAMESPACE),
+        ("routingpolicies", NAMESPACE),
+    ):
+        args = ["get", kind] + (["-n", namespace] if namespace else [])
+        items = cluster.kubectl_json(*args)["items"]
+        assert items
+        assert [o["metadata"]["name"] for o in items if o["metadata"].get("finalizers")] == []

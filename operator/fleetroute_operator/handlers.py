@@ -1,9 +1,9 @@
-"""kopf handlers: thin adapters from events and timers to the reconcile steps."""
+"""kopf handlers: thin adapters from events (and the periodic resync) to the reconcile steps."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
@@ -12,6 +12,7 @@ from fleetroute.crds import GROUP, VERSION
 from fleetroute_operator import reconcile, router_stats
 from fleetroute_operator.capacity import NodeFacts, node_facts, pod_requests, pool_capacity
 from fleetroute_operator.kube import ApiError, Kube
+from fleetroute_operator.resync import Refresh, Resync
 from fleetroute_operator.settings import Settings
 from fleetroute_operator.telemetry import OperatorTelemetry
 
@@ -193,16 +194,11 @@ def _callback(fn: Callable[..., None] | Callable[..., dict[Any, Any]]) -> Any:
     return fn
 
 
-def register(
-    registry: kopf.OperatorRegistry,
-    settings: Settings,
-    telemetry: OperatorTelemetry | None = None,
-) -> None:
+def register(registry: kopf.OperatorRegistry, telemetry: OperatorTelemetry | None = None) -> None:
     """Register every handler on `registry` (no global registry); reconcile handlers are
     counted, timed and traced by `telemetry`."""
     on = kopf.on
     observed = telemetry or OperatorTelemetry()
-    interval = settings.status_interval
     on.startup(registry=registry)(_callback(_configure))
     # In-cluster service account first, then the kubeconfig (a custom registry has no defaults).
     on.login(registry=registry)(kopf.login_via_client)
@@ -214,25 +210,44 @@ def register(
     kopf.index(*MODELPOOLS, id="index_modelpools", registry=registry)(_callback(index_modelpools))
     kopf.index(*POLICIES, id="index_policies", registry=registry)(_callback(index_policies))
 
-    kopf.timer(*GPUPOOLS, id="gpupool_status", interval=interval, registry=registry)(
-        _callback(observed.reconciler("GPUPool", gpupool_status))
-    )
+    # Spec changes apply a ModelPool's workloads at once; everything else is refreshed by the
+    # periodic resync (see resync.py: kopf timers would put finalizers on every object).
     for event in (on.create, on.update, on.resume):
         event(*MODELPOOLS, id="modelpool_reconcile", registry=registry)(
             _callback(observed.reconciler("ModelPool", modelpool_reconcile))
         )
-    kopf.timer(*MODELPOOLS, id="modelpool_refresh", interval=interval, registry=registry)(
-        _callback(observed.reconciler("ModelPool", modelpool_reconcile))
-    )
-    kopf.timer(*POLICIES, id="policy_status", interval=interval, registry=registry)(
-        _callback(observed.reconciler("RoutingPolicy", policy_status))
-    )
     config = observed.reconciler("RouterConfig", router_config)
     for resource in (GPUPOOLS, MODELPOOLS, POLICIES):
         on.event(*resource, id="router_config", registry=registry)(_callback(config))
-    # Also on a timer, so a ConfigMap deleted by hand comes back within a resync period.
-    kopf.timer(*POLICIES, id="router_config_resync", interval=interval, registry=registry)(
-        _callback(config)
+
+
+def resync(
+    state: State,
+    memo: kopf.Memo,
+    indices: Mapping[str, kopf.Index[Any, Any]],
+    telemetry: OperatorTelemetry | None = None,
+) -> Resync:
+    """The periodic refresh of GPUPool, ModelPool and RoutingPolicy status, and of the router
+    config (so a ConfigMap deleted by hand comes back)."""
+    observed = telemetry or OperatorTelemetry()
+    return Resync(
+        state.kube,
+        memo,
+        indices,
+        (
+            Refresh("GPUPool", "index_gpupools", observed.reconciler("GPUPool", gpupool_status)),
+            Refresh(
+                "ModelPool",
+                "index_modelpools",
+                observed.reconciler("ModelPool", modelpool_reconcile),
+            ),
+            Refresh(
+                "RoutingPolicy",
+                "index_policies",
+                observed.reconciler("RoutingPolicy", policy_status),
+            ),
+        ),
+        observed.reconciler("RouterConfig", router_config),
     )
 
 

@@ -58,6 +58,12 @@ class Kube(Protocol):
         """Objects of a kind, optionally in one namespace and matching a label selector."""
         ...
 
+    def patch_status(
+        self, api_version: str, kind: str, name: str, namespace: str | None, status: Manifest
+    ) -> None:
+        """Merge `status` into the object's status subresource."""
+        ...
+
 
 class ApiKube:
     """Kube over the real API server (in-cluster config, or the kubeconfig)."""
@@ -106,10 +112,26 @@ class ApiKube:
         namespace: str | None = None,
         label_selector: str | None = None,
     ) -> list[Manifest]:
-        found = self._resource(api_version, kind).get(
-            namespace=namespace, label_selector=label_selector
-        )
+        try:
+            found = self._resource(api_version, kind).get(
+                namespace=namespace, label_selector=label_selector
+            )
+        except (DynamicApiError, HTTPError) as error:
+            raise _api_error(f"list {kind}", error) from error
         return [dict(item) for item in found.to_dict().get("items", [])]
+
+    def patch_status(
+        self, api_version: str, kind: str, name: str, namespace: str | None, status: Manifest
+    ) -> None:
+        try:
+            self._resource(api_version, kind).status.patch(
+                body={"status": status},
+                name=name,
+                namespace=namespace,
+                content_type="application/merge-patch+json",
+            )
+        except (DynamicApiError, HTTPError) as error:
+            raise _api_error(f"patch status of {kind} {name}", error) from error
 
 
 def selector_string(

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import kopf
+
+# kopf.operator() takes the indexers as a parameter; their class is not re-exported by kopf.
+from kopf._core.engines.indexing import OperatorIndexers
 
 from fleetroute_operator import handlers
 from fleetroute_operator.kube import ApiKube
@@ -23,18 +27,39 @@ def run(
     if metrics_address:
         telemetry.serve(metrics_address)
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, settings, telemetry)
-    memo = kopf.Memo(state=handlers.State(ApiKube(), settings))
+    handlers.register(registry, telemetry)
+    state = handlers.State(ApiKube(), settings)
     try:
-        asyncio.run(
-            kopf.operator(
-                registry=registry,
-                memo=memo,
-                clusterwide=not settings.namespaces,
-                namespaces=list(settings.namespaces),
-                liveness_endpoint=liveness_endpoint,
-                standalone=True,
-            )
-        )
+        asyncio.run(_operate(registry, state, settings, telemetry, liveness_endpoint))
     finally:
         telemetry.close()  # flush spans not yet exported
+
+
+async def _operate(
+    registry: kopf.OperatorRegistry,
+    state: handlers.State,
+    settings: Settings,
+    telemetry: OperatorTelemetry,
+    liveness_endpoint: str | None,
+) -> None:
+    """kopf's operator, and beside it the periodic resync over kopf's indexes."""
+    memo = kopf.Memo(state=state)
+    indexers = OperatorIndexers()
+    ready = asyncio.Event()
+    resync = handlers.resync(state, memo, indexers.indices, telemetry)
+    refresher = asyncio.create_task(resync.run(settings.status_interval, ready))
+    try:
+        await kopf.operator(
+            registry=registry,
+            memo=memo,
+            indexers=indexers,
+            ready_flag=ready,
+            clusterwide=not settings.namespaces,
+            namespaces=list(settings.namespaces),
+            liveness_endpoint=liveness_endpoint,
+            standalone=True,
+        )
+    finally:
+        refresher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await refresher

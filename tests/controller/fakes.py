@@ -14,6 +14,7 @@ class FakeKube:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str, str | None, str], Manifest] = {}
         self.applied: list[Manifest] = []
+        self.status_patches: list[tuple[str, str, Manifest]] = []
 
     def _key(
         self, api_version: str, kind: str, namespace: str | None, name: str
@@ -59,6 +60,11 @@ class FakeKube:
             and (namespace is None or ns == namespace)
             and all(obj["metadata"].get("labels", {}).get(a) == b for a, b in wanted.items())
         ]
+
+    def patch_status(
+        self, api_version: str, kind: str, name: str, namespace: str | None, status: Manifest
+    ) -> None:
+        self.status_patches.append((kind, name, copy.deepcopy(status)))
 
 
 def node(

@@ -1,0 +1,101 @@
+"""Periodic status refresh of every object from kopf's indexes, without kopf timers.
+
+kopf puts a finalizer on every object that has a timer, so that an uninstalled operator leaves
+GPUPools, ModelPools and RoutingPolicies that cannot be deleted. This loop does the timers' work
+instead: every interval it runs the same handlers over the indexed objects and writes the status
+they compute with a merge patch of the status subresource.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+import kopf
+
+from fleetroute.crds.common import API_VERSION
+from fleetroute_operator.kube import ApiError, Kube
+
+log = logging.getLogger(__name__)
+Handler = Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """A status handler and the kind and index of the objects it refreshes."""
+
+    kind: str
+    index: str
+    handler: Handler
+
+
+class Resync:
+    """Runs status handlers over every indexed object, and a final fleet-wide step, each period."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        memo: kopf.Memo,
+        indices: Mapping[str, kopf.Index[Any, Any]],
+        refreshes: tuple[Refresh, ...],
+        after: Handler,
+    ) -> None:
+        self._kube, self._memo, self._indices = kube, memo, indices
+        self._refreshes, self._after = refreshes, after
+
+    def once(self) -> int:
+        """One pass over every object; returns how many statuses were written."""
+        indices = {name: self._indices[name] for name in self._indices}
+        written = 0
+        for refresh in self._refreshes:
+            index = indices[refresh.index]
+            for key in list(index):
+                for body in list(index[key]):
+                    written += self._refresh(refresh, body, indices)
+        try:
+            self._after(memo=self._memo, logger=log, **indices)
+        except Exception:  # the next pass tries again
+            log.exception("router config sync failed")
+        return written
+
+    def _refresh(
+        self, refresh: Refresh, body: Mapping[str, Any], indices: Mapping[str, Any]
+    ) -> int:
+        meta = body.get("metadata") or {}
+        patch = kopf.Patch()
+        try:
+            refresh.handler(
+                body=kopf.Body(cast(Any, dict(body))),
+                patch=patch,
+                memo=self._memo,
+                name=meta.get("name"),
+                namespace=meta.get("namespace"),
+                **indices,
+            )
+        except (kopf.PermanentError, kopf.TemporaryError) as error:
+            log.warning("%s %s: %s", refresh.kind, meta.get("name"), error)
+            return 0
+        except Exception:  # one object's failure must not stop the others
+            log.exception("refreshing %s %s failed", refresh.kind, meta.get("name"))
+            return 0
+        status = patch.get("status")
+        if not status:
+            return 0
+        try:
+            self._kube.patch_status(
+                API_VERSION, refresh.kind, meta["name"], meta.get("namespace"), dict(status)
+            )
+        except ApiError as error:
+            log.warning("status of %s %s not written: %s", refresh.kind, meta["name"], error)
+            return 0
+        return 1
+
+    async def run(self, interval_s: float, ready: asyncio.Event) -> None:
+        """Refresh every `interval_s` once kopf's indexes are filled, until cancelled."""
+        await ready.wait()
+        while True:
+            await asyncio.to_thread(self.once)
+            await asyncio.sleep(interval_s)
