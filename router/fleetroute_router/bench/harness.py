@@ -9,6 +9,7 @@ import os
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,29 @@ async def open_loop(
         tasks.append(asyncio.create_task(send(i)))
     results = await asyncio.gather(*tasks)
     return list(results), loop.time() - start
+
+
+async def chat_load(
+    session: aiohttp.ClientSession, url: str, model: str, rate: float, seconds: float
+) -> tuple[list[float], int, float]:
+    """An open-loop load of one-token chat requests: latencies of the answered ones (s), the
+    count that failed, and the elapsed time."""
+    body = {"model": model, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
+
+    async def send(_: int) -> float | None:
+        started = time.perf_counter()
+        try:
+            async with session.post(url, json=body) as response:
+                await response.read()
+                if response.status != 200:
+                    return None
+        except aiohttp.ClientError:
+            return None
+        return time.perf_counter() - started
+
+    results, elapsed = await open_loop(send, rate, int(rate * seconds))
+    latencies = [r for r in results if r is not None]
+    return latencies, len(results) - len(latencies), elapsed
 
 
 def emit(result: dict[str, Any], as_json: bool, title: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import time
 from typing import Any
 
 import aiohttp
@@ -40,27 +39,6 @@ def _config(backend: str) -> config_pb2.RouterConfig:
     return config
 
 
-async def _path(
-    session: aiohttp.ClientSession, url: str, rate: float, seconds: float
-) -> tuple[list[float], int, float]:
-    body = {"model": MODEL, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
-
-    async def send(_: int) -> float | None:
-        started = time.perf_counter()
-        try:
-            async with session.post(url, json=body) as response:
-                await response.read()
-                if response.status != 200:
-                    return None
-        except aiohttp.ClientError:
-            return None
-        return time.perf_counter() - started
-
-    results, elapsed = await harness.open_loop(send, rate, int(rate * seconds))
-    latencies = [r for r in results if r is not None]
-    return latencies, len(results) - len(latencies), elapsed
-
-
 async def measure(rate: float, seconds: float, rounds: int) -> dict[str, Any]:
     backend_port, proxy_port = harness.free_ports(2)
     backend = f"127.0.0.1:{backend_port}"
@@ -85,12 +63,16 @@ async def measure(rate: float, seconds: float, rounds: int) -> dict[str, Any]:
         connector = aiohttp.TCPConnector(limit=1024)
         async with aiohttp.ClientSession(connector=connector) as session:
             for address in paths.values():  # warm-up: connections, caches
-                await _path(session, f"http://{address}/v1/chat/completions", rate, 1.0)
+                await harness.chat_load(
+                    session, f"http://{address}/v1/chat/completions", MODEL, rate, 1.0
+                )
             cpu_before = harness.cpu_seconds(router.pid)
             for _ in range(rounds):
                 for name, address in paths.items():
                     url = f"http://{address}/v1/chat/completions"
-                    found, failed, elapsed = await _path(session, url, rate, seconds)
+                    found, failed, elapsed = await harness.chat_load(
+                        session, url, MODEL, rate, seconds
+                    )
                     latencies[name] += found
                     failures[name] += failed
                     if name == "proxy":

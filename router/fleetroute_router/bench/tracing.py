@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import os
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -96,27 +95,6 @@ def _environment(values: dict[str, str | None]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-async def _path(
-    session: aiohttp.ClientSession, url: str, rate: float, seconds: float
-) -> tuple[list[float], int]:
-    body = {"model": ALIAS, "messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
-
-    async def send(_: int) -> float | None:
-        started = time.perf_counter()
-        try:
-            async with session.post(url, json=body) as response:
-                await response.read()
-                if response.status != 200:
-                    return None
-        except aiohttp.ClientError:
-            return None
-        return time.perf_counter() - started
-
-    results, _ = await harness.open_loop(send, rate, int(rate * seconds))
-    latencies = [r for r in results if r is not None]
-    return latencies, len(results) - len(latencies)
-
-
 async def measure(rate: float, seconds: float, rounds: int) -> dict[str, Any]:
     backend_port, off_port, on_port, sink_port = harness.free_ports(4)
     backend = f"127.0.0.1:{backend_port}"
@@ -158,11 +136,13 @@ async def measure(rate: float, seconds: float, rounds: int) -> dict[str, Any]:
         failures = dict.fromkeys(routers, 0)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1024)) as session:
             for address in routers.values():  # warm-up
-                await _path(session, f"http://{address}/v1/chat/completions", rate, 0.5)
+                await harness.chat_load(
+                    session, f"http://{address}/v1/chat/completions", ALIAS, rate, 0.5
+                )
             for _ in range(rounds):
                 for name, address in routers.items():
                     url = f"http://{address}/v1/chat/completions"
-                    found, failed = await _path(session, url, rate, seconds)
+                    found, failed, _ = await harness.chat_load(session, url, ALIAS, rate, seconds)
                     latencies[name] += found
                     failures[name] += failed
         await asyncio.sleep(6.0)  # the exporter's batch delay (5 s): let the last spans arrive
