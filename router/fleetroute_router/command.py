@@ -175,12 +175,12 @@ async def serve(args: argparse.Namespace) -> None:
             await extproc.start()
             stack.push_async_callback(extproc.stop)
             lines.append(f"  Envoy ext_proc: {args.ext_proc.rsplit(':', 1)[0]}:{extproc.port}")
-        print("\n".join(lines), flush=True)
-        gc.freeze()  # start-up objects leave the collector's generations: shorter GC pauses
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        for sig in (signal.SIGTERM, signal.SIGINT):  # before saying it is ready: no early kill
             loop.add_signal_handler(sig, stop.set)
+        print("\n".join(lines), flush=True)
+        gc.freeze()  # start-up objects leave the collector's generations: shorter GC pauses
         watcher = asyncio.create_task(source.watch(args.reload_interval))
         await stop.wait()
         log.info("draining (up to %.0fs)", args.drain_seconds)

@@ -163,7 +163,7 @@ class RoutingCore:
         """Learn from an expired decision's measured latency/energy/cost (quality unknown);
         returns the partial reward learned, None when nothing measured applies."""
         pool = self.fleet.pools.get(decision.pool)
-        policy = next((p for p in self.fleet.config.policies if p.name == decision.policy), None)
+        policy = self.fleet.policies_by_name.get(decision.policy)
         state = self._policies.get(decision.policy)
         if pool is None or policy is None or state is None:
             return None
@@ -221,7 +221,7 @@ class RoutingCore:
         if current is None:
             return None
         self.load.finish(current.endpoint)
-        policy = next((p for p in self.fleet.config.policies if p.name == current.policy), None)
+        policy = self.fleet.policies_by_name.get(current.policy)
         fail_open = policy is not None and policy.failure_mode == config_pb2.FAIL_OPEN
         others = [c for c in (policy.candidates if policy else []) if c != current.pool]
         names = [current.pool, *others]
@@ -282,7 +282,7 @@ class RoutingCore:
             )
         self.load.finish(decision.endpoint)
         pool = self.fleet.pools.get(decision.pool)
-        policy = next((p for p in self.fleet.config.policies if p.name == decision.policy), None)
+        policy = self.fleet.policies_by_name.get(decision.policy)
         if pool is None or policy is None:
             return reward.Scores(0.0, 0.0, 0.0, 0.0, 0.0)
         queue = 1.0 / decision.share - 1.0

@@ -15,7 +15,9 @@ class Fleet:
 
     config: config_pb2.RouterConfig
     pools: Mapping[str, config_pb2.Pool]
+    # Policies by model alias (what clients send) and by name (what decisions record).
     policies: Mapping[str, config_pb2.Policy]
+    policies_by_name: Mapping[str, config_pb2.Policy]
     pools_by_model: Mapping[str, tuple[config_pb2.Pool, ...]]
 
     @classmethod
@@ -29,6 +31,7 @@ class Fleet:
             config=config,
             pools=MappingProxyType(pools),
             policies=MappingProxyType({p.model_alias: p for p in config.policies}),
+            policies_by_name=MappingProxyType({p.name: p for p in config.policies}),
             pools_by_model=MappingProxyType({m: tuple(ps) for m, ps in by_model.items()}),
         )
 
