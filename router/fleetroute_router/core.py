@@ -135,6 +135,7 @@ class RoutingCore:
             endpoint=endpoint,
             algorithm=selector.name,
             scores=dict(choice.scores),
+            explored=choice.explored,
             prefill_pool=prefill_pool,
             prefill_endpoint=prefill_endpoint,
             features=features.vector,

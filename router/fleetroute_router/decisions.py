@@ -31,6 +31,8 @@ class Decision:
     made_at: float = 0.0
     # The chosen endpoint's load signal at pick time (endpoints.signals.load).
     endpoint_load: float = 0.0
+    # The policy chose an arm other than the one it currently believes best.
+    explored: bool = False
 
 
 class PendingDecisions:

@@ -14,7 +14,7 @@ from fleetroute_router import errors
 from fleetroute_router.decisions import Decision
 from fleetroute_router.fleet import Fleet
 from fleetroute_router.telemetry.exposition import render
-from fleetroute_router.telemetry.metrics import RouterMetrics, exploration
+from fleetroute_router.telemetry.metrics import RouterMetrics
 from fleetroute_router.telemetry.recorder import RouterTelemetry, Served
 from fleetroute_router.telemetry.tracing import Tracing
 
@@ -114,11 +114,17 @@ def test_a_slow_answer_misses_its_slo(fleet: Fleet) -> None:
     assert value(r, "fleetroute_router_slo_requests_total", **labels, result="met") is None
 
 
-def test_exploration_is_a_choice_other_than_the_best_scored_arm() -> None:
-    scores = {"a": 0.9, "b": 0.3}
-    assert exploration("a", scores) == "exploit"
-    assert exploration("b", scores) == "explore"
-    assert exploration("a", {}) == "exploit"
+def test_decisions_count_as_explore_when_the_policy_says_so(fleet: Fleet) -> None:
+    telemetry = RouterTelemetry(RouterMetrics(CollectorRegistry()))
+    telemetry.set_fleet(fleet)
+    telemetry.decided(decision(), 0.001)
+    telemetry.decided(decision(explored=True), 0.001)
+    telemetry.decided(decision(explored=True), 0.001)
+    labels = {"policy": "llm/chat", "algorithm": "linucb", "pool": "llm/llama-8b-l4"}
+    r = telemetry.registry
+    counted = "fleetroute_router_decisions_total"
+    assert value(r, counted, **labels, mode="aggregated", choice="exploit") == 1
+    assert value(r, counted, **labels, mode="aggregated", choice="explore") == 2
 
 
 def test_disaggregated_decisions_count_in_the_pd_mode(fleet: Fleet) -> None:
@@ -128,6 +134,7 @@ def test_disaggregated_decisions_count_in_the_pd_mode(fleet: Fleet) -> None:
         prefill_pool="llm/llama-70b-prefill",
         prefill_endpoint="127.0.0.1:8101",
         scores={"llm/llama-70b-decode": 0.2, "llm/llama-8b-l4": 0.6},
+        explored=True,
     )
     telemetry.decided(d, 0.001)
     labels = {

@@ -41,8 +41,16 @@ class LinearBandit:
         names = [a.pool for a in arms]
         rows = self.model.indices(names, x)
         mean, variance = self.model.mean_and_variance(x)
-        scores = self._scores(mean[rows], variance[rows])
-        return Choice(names[self._best(scores)], dict(zip(names, scores.tolist(), strict=True)))
+        means = mean[rows]
+        scores = self._scores(means, variance[rows])
+        pick = self._best(scores)
+        return Choice(
+            names[pick],
+            dict(zip(names, scores.tolist(), strict=True)),
+            # Exploring: the arm's predicted mean is below the best one's (the bonus, the
+            # posterior sample or the random pick chose it).
+            explored=bool(means[pick] < means.max() - TIE),
+        )
 
     def _best(self, scores: Vector) -> int:
         top = int(np.argmax(scores))

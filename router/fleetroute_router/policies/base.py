@@ -25,6 +25,8 @@ class Choice:
 
     arm: str
     scores: Mapping[str, float]
+    # True when the arm is not the one the policy currently believes best (it explores).
+    explored: bool = False
 
 
 class SelectionPolicy(Protocol):

@@ -8,7 +8,7 @@ mode, choice, metric, result.  Never request ids, decision ids or prompt text.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -61,7 +61,7 @@ class RouterMetrics:
         self.decisions = Counter(
             f"{PREFIX}_decisions",
             "Routing decisions; mode is aggregated or disaggregated (P/D split), choice is "
-            "exploit (the best-scored arm) or explore (another arm)",
+            "explore (an arm other than the one the policy believes best) or exploit",
             ["policy", "algorithm", "pool", "mode", "choice"],
             registry=r,
         )
@@ -186,10 +186,3 @@ class BreakerCollector(Collector):
 
     def describe(self) -> Iterator[GaugeMetricFamily]:
         yield GaugeMetricFamily(f"{PREFIX}_circuit_breaker_open", "", labels=["pool", "endpoint"])
-
-
-def exploration(chosen: str, scores: Mapping[str, float]) -> str:
-    """ "explore" when the chosen arm is not (one of) the best-scored, else "exploit"."""
-    if not scores or chosen not in scores:
-        return "exploit"
-    return "exploit" if scores[chosen] >= max(scores.values()) - 1e-12 else "explore"

@@ -38,7 +38,6 @@ from fleetroute_router.telemetry.metrics import (
     PREFIX,
     BreakerCollector,
     RouterMetrics,
-    exploration,
 )
 from fleetroute_router.telemetry.tracing import Tracing
 
@@ -248,7 +247,7 @@ class RouterTelemetry:
     def decided(self, decision: Decision, seconds: float, *, span: Span | None = None) -> None:
         """A routing decision: counts, decision latency, arm scores; span attributes."""
         m = self.metrics
-        choice = exploration(decision.pool, decision.scores)
+        choice = "explore" if decision.explored else "exploit"
         mode = "disaggregated" if decision.prefill_endpoint else "aggregated"
         m.decisions.labels(decision.policy, decision.algorithm, decision.pool, mode, choice).inc()
         m.decision_duration.labels(decision.policy).observe(seconds)
