@@ -47,6 +47,7 @@ from e2e.localcluster import (
     free_ports,
     tail,
 )
+from e2e.localcluster.processes import stop_child
 
 NAMES: Final = ("prometheus", "jaeger")
 PROMETHEUS_MODULE: Final = "github.com/prometheus/prometheus"
@@ -228,12 +229,7 @@ class _Process:
     def stop(self) -> None:
         if self._process is None:
             return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait(timeout=10)
+        stop_child(self._process)
         self._process = None
 
     def log_tail(self, lines: int = 40) -> str:

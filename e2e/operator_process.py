@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from e2e.localcluster.processes import stop_child
+
 
 class OperatorProcess:
     """One operator process; its output goes to a log file kept for failure reports."""
@@ -47,12 +49,7 @@ class OperatorProcess:
         """SIGTERM, then SIGKILL if it has not exited in 20 s."""
         if self._process is None:
             return
-        self._process.terminate()
-        try:
-            self._process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait(timeout=10)
+        stop_child(self._process)
         self._process = None
 
     def running(self) -> bool:

@@ -7,6 +7,7 @@ import fcntl
 import os
 import socket
 import ssl
+import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
@@ -152,3 +153,13 @@ def format_env(env: Mapping[str, str]) -> str:
         else:
             lines.append(f"export {key}={value}")
     return "\n".join(lines)
+
+
+def stop_child(process: subprocess.Popen[bytes], grace_s: float = 20.0) -> None:
+    """SIGTERM a child process, then SIGKILL it if it has not exited within `grace_s`."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)

@@ -46,14 +46,22 @@ class Resync:
         self._kube, self._memo, self._indices = kube, memo, indices
         self._refreshes, self._after = refreshes, after
 
-    def once(self) -> int:
-        """One pass over every object; returns how many statuses were written."""
-        indices = {name: self._indices[name] for name in self._indices}
+    def snapshot(self) -> dict[str, dict[Any, list[Any]]]:
+        """A copy of every index, taken where kopf updates them (the event loop), so that a pass
+        in a worker thread never iterates an index while kopf changes it."""
+        return {
+            name: {key: list(index[key]) for key in list(index)}
+            for name, index in self._indices.items()
+        }
+
+    def once(self, indices: Mapping[str, Mapping[Any, list[Any]]] | None = None) -> int:
+        """One pass over every object (of `indices`, or a snapshot taken now); returns how many
+        statuses were written."""
+        indices = self.snapshot() if indices is None else indices
         written = 0
         for refresh in self._refreshes:
-            index = indices[refresh.index]
-            for key in list(index):
-                for body in list(index[key]):
+            for bodies in indices[refresh.index].values():
+                for body in bodies:
                     written += self._refresh(refresh, body, indices)
         try:
             self._after(memo=self._memo, logger=log, **indices)
@@ -94,8 +102,12 @@ class Resync:
         return 1
 
     async def run(self, interval_s: float, ready: asyncio.Event) -> None:
-        """Refresh every `interval_s` once kopf's indexes are filled, until cancelled."""
+        """Refresh every `interval_s` once kopf's indexes are filled, until cancelled; a failed
+        pass is logged and the next one runs all the same."""
         await ready.wait()
         while True:
-            await asyncio.to_thread(self.once)
+            try:
+                await asyncio.to_thread(self.once, self.snapshot())
+            except Exception:
+                log.exception("status resync pass failed")
             await asyncio.sleep(interval_s)

@@ -114,3 +114,33 @@ async def test_run_waits_for_the_indexes_then_repeats() -> None:
 def test_refresh_names_its_kind_and_index() -> None:
     refresh = Refresh("GPUPool", "index_gpupools", handlers.gpupool_status)
     assert (refresh.kind, refresh.index) == ("GPUPool", "index_gpupools")
+
+
+async def test_a_failed_pass_does_not_stop_the_loop() -> None:
+    passes: list[int] = []
+
+    def flaky(**_: Any) -> None:
+        passes.append(1)
+
+    resync = Resync(FakeKube(), kopf.Memo(), {}, (), flaky)
+    calls = 0
+    real_once = resync.once
+
+    def once(indices: Any = None) -> int:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("dictionary changed size during iteration")
+        return real_once(indices)
+
+    resync.once = once  # type: ignore[method-assign]
+    ready = asyncio.Event()
+    ready.set()
+    task = asyncio.create_task(resync.run(0.01, ready))
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if passes:
+            break
+    task.cancel()
+    assert calls >= 2
+    assert passes
