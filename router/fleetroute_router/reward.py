@@ -7,8 +7,8 @@ quality  explicit score from Report when given (a grader's, a user's, or a task-
 latency  for each SLO set: 1 when met, else slo/observed; mean of TTFT and TPOT; without SLOs
          1 / (1 + e2e seconds).
 energy   1 - min(1, joules per output token / REFERENCE_JOULES_PER_TOKEN); joules measured
-         when Report carries them, else the pool's GPUs at max power for the request's share
-         of the server's time.
+         when Report carries them, else the energy module's model of the pool's GPUs for the
+         request's share of the server's time.
 cost     1 - min(1, dollars per 1k output tokens / REFERENCE_DOLLARS_PER_1K_TOKENS), from the
          pool's price per GPU-hour and the same share of time.
 partial_score is for feedback that never arrived: quality is unknown, so only the components
@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from fleetroute.v1alpha1 import config_pb2
+from fleetroute_router import energy
 
 REFERENCE_JOULES_PER_TOKEN = 10.0
 REFERENCE_DOLLARS_PER_1K_TOKENS = 0.05
@@ -58,10 +59,11 @@ class Scores:
 
 
 def estimate_energy(pool: config_pb2.Pool, e2e_s: float, share: float) -> float:
-    """Joules spent on a request: the pool's GPUs at full power for its duration, times the
-    request's share of the server's concurrent requests (1 when it ran alone)."""
-    gpus = max(pool.gpus_per_replica, 1)
-    return gpus * pool.gpu.max_watts * e2e_s * min(max(share, 0.0), 1.0)
+    """Joules of a request nobody measured (feedback without energy): the energy module's model
+    of the pool's GPUs, with the request's share of its endpoint's concurrent requests."""
+    running = energy.PowerSample(running=1.0 / min(max(share, 1e-6), 1.0))
+    joules, _ = energy.request_joules(pool, e2e_s, running, running)
+    return joules
 
 
 def request_cost(pool: config_pb2.Pool, e2e_s: float, share: float) -> float:

@@ -6,7 +6,7 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 
 from fleetroute.v1alpha1 import config_pb2
-from fleetroute_router import reward
+from fleetroute_router import energy, reward
 
 POOL = config_pb2.Pool(
     name="p", gpus_per_replica=1, gpu=config_pb2.GpuFigures(max_watts=100, cost_per_gpu_hour=0.036)
@@ -26,7 +26,8 @@ def test_each_score_is_normalised_and_weighted() -> None:
     scores = reward.score(_policy(quality=1, latency=1, energy=1, cost=1), POOL, outcome)
     assert scores.quality == 0.8
     assert scores.latency == pytest.approx((0.5 / 1.0 + 1.0) / 2)  # TTFT late, TPOT 0.05 met
-    assert scores.energy == pytest.approx(1 - (100 * 2.0 / 21) / reward.REFERENCE_JOULES_PER_TOKEN)
+    joules = energy.modelled_watts(POOL, running=1.0) * 2.0  # the energy module's model, alone
+    assert scores.energy == pytest.approx(1 - (joules / 21) / reward.REFERENCE_JOULES_PER_TOKEN)
     dollars_per_1k = 0.036 * 2.0 / 3600 / 21 * 1000
     assert scores.cost == pytest.approx(1 - dollars_per_1k / reward.REFERENCE_DOLLARS_PER_1K_TOKENS)
     mean = (scores.quality + scores.latency + scores.energy + scores.cost) / 4
