@@ -190,9 +190,12 @@ class DataPlane:
         self.telemetry.finished(flight.decision, "failure")
         self._report(flight.decision, reward.Outcome(success=False))
 
-    def abandoned(self, flight: Flight) -> None:
-        """The client went away: forget the decision without learning."""
+    def abandoned(self, flight: Flight, ttft_s: float | None = None) -> None:
+        """The client went away: forget the decision. A time to first token measured before it
+        left still teaches the policy latency (quality unknown, as for expired feedback)."""
         self.telemetry.finished(flight.decision, "cancelled")
+        if ttft_s is not None:
+            self.core.expire_learn(flight.decision, reward.Outcome(success=True, ttft_s=ttft_s))
         self.core.abandon(flight.decision.id)
 
     def _report(self, decision: Decision, outcome: reward.Outcome) -> float:

@@ -66,8 +66,12 @@ class ExternalProcessor(ext_grpc.ExternalProcessorServicer):  # type: ignore[mis
                 for answer in self._handle(exchange, message):
                     yield answer
         finally:
-            if exchange.flight is not None and not exchange.done:
-                self.dataplane.abandoned(exchange.flight)
+            flight = exchange.flight
+            if flight is not None and not exchange.done:
+                first = exchange.first_byte
+                self.dataplane.abandoned(
+                    flight, ttft_s=None if first is None else first - flight.started
+                )
 
     def _handle(
         self, exchange: _Exchange, message: ext.ProcessingRequest

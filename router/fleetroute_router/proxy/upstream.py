@@ -259,7 +259,7 @@ class Upstream:
                     tpot = (time.monotonic() - flight.started - ttft) / (usage.events - 1)
                     self.dataplane.early_latency(flight, ttft, tpot)
         except (ConnectionResetError, aiohttp.ClientConnectionResetError):
-            self.dataplane.abandoned(flight)
+            self.dataplane.abandoned(flight, ttft_s=ttft)
             raise
         except RETRYABLE as error:
             log.warning("stream from %s broke: %r", flight.decision.endpoint, error)
