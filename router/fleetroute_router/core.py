@@ -18,6 +18,7 @@ from fleetroute_router.fleet import Fleet
 from fleetroute_router.load import EndpointChooser, EndpointPick, LeastInFlight, LoadTracker
 from fleetroute_router.policies import registry
 from fleetroute_router.policies.base import Arm, SelectionPolicy
+from fleetroute_router.policies.baseline import LeastLoaded
 from fleetroute_router.policies.guard import SloGuard
 from fleetroute_router.telemetry.tracing import span
 
@@ -62,6 +63,8 @@ class RoutingCore:
         self._partial: dict[str, reward.Outcome] = {}
         self._policies: dict[str, _PolicyState] = {}
         self.arm_stats = ArmStatistics()
+        # Requests naming a model rather than a policy: its pools by load, ties in turn.
+        self._by_model: SelectionPolicy = LeastLoaded()
         self.fleet = fleet
         self.set_fleet(fleet)
 
@@ -96,7 +99,7 @@ class RoutingCore:
             selector, fail_open = state.selector, policy.failure_mode == config_pb2.FAIL_OPEN
         elif request.model in fleet.pools_by_model:
             candidates = list(fleet.pools_by_model[request.model])
-            selector, fail_open = registry.build(config_pb2.Algorithm(name="least-loaded")), False
+            selector, fail_open = self._by_model, False
         else:
             raise errors.UnknownModel(
                 f"model {request.model!r} is neither a policy alias nor a served model; "

@@ -125,3 +125,19 @@ def test_pending_decisions_are_bounded() -> None:
     assert len(pending) == 2
     assert pending.take("0") is None
     assert pending.take("2") is made[2]
+
+
+def test_pools_serving_the_same_model_share_its_requests(
+    example_config: config_pb2.RouterConfig,
+) -> None:
+    twin = example_config.pools.add()
+    twin.CopyFrom(next(p for p in example_config.pools if p.name == "llm/qwen-14b-a10g"))
+    twin.name = "llm/qwen-14b-a10g-2"
+    twin.endpoints[0].address = "127.0.0.1:8302"
+    core = RoutingCore(Fleet.from_config(example_config))
+    pools = []
+    for _ in range(4):
+        decision = core.route(RequestInfo(model="Qwen/Qwen2.5-14B-Instruct", prompt="x"))
+        core.report(decision.id, reward.Outcome(success=True))
+        pools.append(decision.pool)
+    assert sorted(pools) == ["llm/qwen-14b-a10g"] * 2 + ["llm/qwen-14b-a10g-2"] * 2
