@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import yaml
 
-from e2e.localcluster import Cluster
+from e2e.localcluster import Cluster, free_ports
+from e2e.localcluster.processes import stop_child
 from e2e.operator_process import OperatorProcess
 from e2e.waiting import wait_for
+from fleetroute.v1alpha1 import router_pb2, router_pb2_grpc
 from tests.crd_cases import INVALID, example
 
 pytestmark = pytest.mark.e2e
@@ -446,3 +451,66 @@ def test_objects_carry_no_finalizers(cluster: Cluster, fleet: list[dict[str, Any
         items = cluster.kubectl_json(*args)["items"]
         assert items
         assert [o["metadata"]["name"] for o in items if o["metadata"].get("finalizers")] == []
+
+
+def test_routing_policy_status_shows_what_the_router_learned(
+    cluster: Cluster,
+    fleet: list[dict[str, Any]],
+    operator: OperatorProcess,
+    tmp_path: Path,
+) -> None:
+    """The whole loop: the operator's ConfigMap feeds a router (simulated servers on the pods'
+    loopback IPs), the router learns from requests, and the operator shows it in status."""
+
+    def complete() -> dict[str, Any] | None:
+        config = router_config(cluster)
+        pools = (config or {}).get("pools", [])
+        return config if len(pools) == 5 and all(p.get("endpoints") for p in pools) else None
+
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(wait_for("router config with endpoints", complete)))
+    (port,) = free_ports(1)
+    with (tmp_path / "router.log").open("wb") as router_log:
+        router = subprocess.Popen(
+            [sys.executable, "-m", "fleetroute", "serve", "--config", str(config_file),
+             "--simulate", "--sim-speed", "0", "--http", "", "--ext-proc", "",
+             "--grpc", f"127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL, stderr=router_log,
+        )  # fmt: skip
+    learning = OperatorProcess(
+        cluster.kubeconfig, tmp_path / "operator.log", "--router-address", f"127.0.0.1:{port}"
+    )
+    operator.stop()
+    learning.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+            stub = router_pb2_grpc.RouterStub(channel)
+            for i in range(20):
+                decision = stub.Route(
+                    router_pb2.RouteRequest(model="fleet/chat", prompt=f"question {i}"), timeout=5
+                )
+                stub.Report(
+                    router_pb2.Feedback(
+                        decision_id=decision.decision_id, success=True, quality=0.9
+                    ),
+                    timeout=5,
+                )
+
+        def learned() -> dict[str, Any] | None:
+            status = (get(cluster, "routingpolicy", "chat") or {}).get("status", {})
+            return status if status.get("topArm") and status.get("arms") else None
+
+        status = wait_for("RoutingPolicy arms in status", learned, timeout=60)
+        candidates = {
+            c["modelPool"] for c in example(EXAMPLES, "RoutingPolicy", "chat")["spec"]["candidates"]
+        }
+        assert {a["modelPool"] for a in status["arms"]} <= candidates
+        assert status["topArm"] == status["arms"][0]["modelPool"]
+        assert sum(float(a["share"]) for a in status["arms"]) == pytest.approx(1.0, abs=0.02)
+        row = cluster.kubectl("get", "routingpolicy", "chat", "-n", NAMESPACE).stdout
+        assert status["topArm"] in row
+    finally:
+        learning.stop()
+        stop_child(router)
+        operator.start()
