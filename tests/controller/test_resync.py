@@ -9,7 +9,7 @@ import kopf
 
 from fleetroute_operator import handlers
 from fleetroute_operator.capacity import node_facts
-from fleetroute_operator.resync import Refresh, Resync
+from fleetroute_operator.resync import Resync
 from fleetroute_operator.settings import Settings
 from tests.controller.fakes import FakeKube, node, with_identity
 
@@ -109,11 +109,6 @@ async def test_run_waits_for_the_indexes_then_repeats() -> None:
             break
     task.cancel()
     assert len(passes) >= 2
-
-
-def test_refresh_names_its_kind_and_index() -> None:
-    refresh = Refresh("GPUPool", "index_gpupools", handlers.gpupool_status)
-    assert (refresh.kind, refresh.index) == ("GPUPool", "index_gpupools")
 
 
 async def test_a_failed_pass_does_not_stop_the_loop() -> None:
