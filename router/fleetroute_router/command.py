@@ -159,6 +159,7 @@ async def serve(args: argparse.Namespace) -> None:
                 args.http,
                 limits=Limits(max_in_flight=args.max_in_flight, max_queue=args.max_queue),
                 timeouts=Timeouts(first_byte_s=args.first_byte_timeout),
+                drain_s=args.drain_seconds,
             )
             await proxy.start()
             stack.push_async_callback(proxy.stop)

@@ -40,8 +40,11 @@ class ProxyServer:
         *,
         limits: Limits | None = None,
         timeouts: Timeouts | None = None,
+        drain_s: float = 10.0,
     ) -> None:
+        """`drain_s`: on stop, how long requests in flight may take to finish."""
         self.dataplane = dataplane
+        self.drain_s = drain_s
         self.host, _, port = address.rpartition(":")
         self.port = int(port)
         self.limits = limits or Limits()
@@ -70,7 +73,7 @@ class ProxyServer:
             self.app(),
             handler_cancellation=True,  # a client that disconnects cancels its upstream request
             access_log=None,
-            shutdown_timeout=1.0,
+            shutdown_timeout=self.drain_s,  # stop() lets requests in flight finish this long
             max_line_size=self.limits.max_line_bytes,
             max_field_size=self.limits.max_header_bytes,
         )

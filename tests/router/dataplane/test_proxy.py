@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -158,3 +159,19 @@ async def test_a_running_stream_reports_its_latency_early(bed: Any, make_chat: C
         arm = Arm("small", ready_endpoints=1, in_flight=0)
         # Known long before the stream ends (the client then hangs up).
         assert await eventually(lambda: None not in guard.predict(arm), within=2.0)
+
+
+async def test_stopping_lets_a_stream_in_flight_finish(bed: Any, make_chat: Chat) -> None:
+    await bed.pool("small", "test/small-8B", speed=1.0)  # real modelled token latency
+    proxy = await bed.serve()
+    async with bed.session.post(
+        bed.url("/v1/chat/completions"), json=make_chat("test/small-8B", stream=True, max_tokens=30)
+    ) as response:
+        assert response.status == 200
+        first = await response.content.readline()
+        stopping = asyncio.create_task(proxy.stop())
+        rest = await response.read()
+    await stopping
+    bed.proxy = None  # stopped already
+    assert first.startswith(b"data: ")
+    assert rest.rstrip().endswith(b"data: [DONE]")
