@@ -41,8 +41,13 @@ class ConfigSource:
             config = routerconfig.loads(data)
         except routerconfig.ConfigError as error:
             return self._reject(f"{self.path}: {error}")
-        self.fleet = Fleet.from_config(config)
-        self.last_error = None
+        fleet = Fleet.from_config(config)
+        try:
+            for listener in self._listeners:  # a listener refuses what it cannot serve
+                listener(fleet)
+        except routerconfig.ConfigError as error:
+            return self._reject(f"{self.path}: {error}")
+        self.fleet, self.last_error = fleet, None
         log.info(
             "config loaded from %s: %d pools, %d policies (revision %s)",
             self.path,
@@ -50,8 +55,6 @@ class ConfigSource:
             len(config.policies),
             config.revision or "-",
         )
-        for listener in self._listeners:
-            listener(self.fleet)
         return True
 
     def subscribe(self, listener: Callable[[Fleet], None]) -> None:

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
+from fleetroute import routerconfig
 from fleetroute.v1alpha1 import config_pb2
 from fleetroute_router import errors, reward
 from fleetroute_router.arm_stats import ArmStatistics, ArmSummary
@@ -69,17 +70,26 @@ class RoutingCore:
         self.set_fleet(fleet)
 
     def set_fleet(self, fleet: Fleet) -> None:
-        """Serve a new fleet; a policy whose algorithm is unchanged keeps what it learned."""
-        policies = {}
+        """Serve a new fleet; a policy whose algorithm is unchanged keeps what it learned.
+
+        Raises ConfigError (and changes nothing) when a policy's algorithm parameters are bad.
+        """
+        policies, fresh = {}, []
         for policy in fleet.config.policies:
             current = self._policies.get(policy.name)
             if current is not None and current.algorithm == policy.algorithm:
                 policies[policy.name] = current
-            else:
-                algorithm = config_pb2.Algorithm()
-                algorithm.CopyFrom(policy.algorithm)  # a copy: the next config may reuse messages
-                policies[policy.name] = _PolicyState(algorithm, registry.build(policy.algorithm))
-                self.arm_stats.reset(policy.name)
+                continue
+            try:
+                selector = registry.build(policy.algorithm)
+            except ValueError as error:
+                raise routerconfig.ConfigError(f"policy {policy.name}: {error}") from error
+            algorithm = config_pb2.Algorithm()
+            algorithm.CopyFrom(policy.algorithm)  # a copy: the next config may reuse messages
+            policies[policy.name] = _PolicyState(algorithm, selector)
+            fresh.append(policy.name)
+        for name in fresh:
+            self.arm_stats.reset(name)
         self._policies = policies
         self.fleet = fleet
 

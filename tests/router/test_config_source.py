@@ -84,3 +84,35 @@ async def test_watch_picks_up_changes(tmp_path: Path) -> None:
         assert decision.pool == "llm/llama-8b-l4"
     finally:
         watcher.cancel()
+
+
+def test_bad_algorithm_parameters_are_refused_and_the_last_good_config_kept(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "config.yaml"
+    document = yaml.safe_load(EMBEDDED.read_text())
+    _write(path, document)
+    source = ConfigSource(path)
+    source.reload()
+    core = RoutingCore(source.fleet)  # type: ignore[arg-type]
+    source.subscribe(core.set_fleet)
+    good = source.fleet
+    document["policies"][0]["algorithm"] = {"name": "epsilon-greedy", "parameters": {"alpha": 1}}
+    _write(path, document)
+    assert not source.reload()
+    assert source.fleet is good
+    assert core.fleet is good
+    assert "policy llm/chat" in (source.last_error or "")
+    assert "alpha" in (source.last_error or "")
+    assert core.route(RequestInfo(model="fleet/chat", prompt="hi")).algorithm == "linucb"
+
+
+def test_bad_algorithm_parameters_stop_start_up(tmp_path: Path) -> None:
+    document = yaml.safe_load(EMBEDDED.read_text())
+    document["policies"][0]["algorithm"] = {"name": "linucb", "parameters": {"epsilon": 0.5}}
+    bad = tmp_path / "config.yaml"
+    _write(bad, document)
+    source = ConfigSource(bad)
+    source.reload()
+    with pytest.raises(routerconfig.ConfigError, match="policy llm/chat"):
+        RoutingCore(source.fleet)  # type: ignore[arg-type]
