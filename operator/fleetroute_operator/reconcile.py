@@ -178,11 +178,14 @@ def routingpolicy_status(
     """RoutingPolicy status: candidates that exist and are Ready, and what the router learned."""
     spec = parse_spec(RoutingPolicySpec, body)
     namespace = body["metadata"]["namespace"]
-    missing, ready = [], 0
+    missing, prefill, ready = [], [], 0
     for candidate in spec.candidates:
         pool = model_pools.get((namespace, candidate.model_pool))
         if pool is None:
             missing.append(candidate.model_pool)
+            continue
+        if (pool.get("spec") or {}).get("role") == "prefill":
+            prefill.append(candidate.model_pool)
             continue
         found = conditions.find(
             (pool.get("status") or {}).get("conditions") or [], conditions.READY
@@ -195,6 +198,14 @@ def routingpolicy_status(
             False,
             "CandidatesMissing",
             f"ModelPools not found in {namespace}: {', '.join(missing)}",
+            generation,
+        )
+    elif prefill:
+        verdict = conditions.condition(
+            conditions.READY,
+            False,
+            "PrefillCandidate",
+            f"name the decode pool of a prefill/decode pair, not {', '.join(prefill)}",
             generation,
         )
     elif ready == 0:

@@ -238,3 +238,17 @@ def test_routingpolicy_status_names_missing_candidates(
     pools[("llm", "llama-8b-l4")] = ready_pool
     status = reconcile.routingpolicy_status(body, pools)
     assert (_ready(status)["reason"], status["readyCandidates"]) == ("CandidatesReady", 1)
+
+
+def test_routingpolicy_naming_a_prefill_pool_says_which_to_name(
+    example_objects: list[dict[str, Any]],
+) -> None:
+    body = _example(example_objects, "chat")
+    body["spec"]["candidates"] = [{"modelPool": "llama-70b-prefill"}]
+    prefill = _example(example_objects, "llama-70b-prefill")
+    status = reconcile.routingpolicy_status(body, {("llm", "llama-70b-prefill"): prefill})
+    ready = _ready(status)
+    assert (ready["status"], ready["reason"]) == ("False", "PrefillCandidate")
+    assert (
+        ready["message"] == "name the decode pool of a prefill/decode pair, not llama-70b-prefill"
+    )
