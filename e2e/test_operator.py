@@ -418,6 +418,8 @@ def test_router_config_follows_fleet_changes(cluster: Cluster, fleet: list[dict[
 
         def has_small() -> dict[str, Any] | None:
             config = router_config(cluster)
+            # The chat policy is there all along: a config without it would drop its traffic.
+            assert config is None or config.get("policies"), f"config lost its policies: {config}"
             return (
                 config
                 if config and any(p["modelAlias"] == "fleet/small" for p in config["policies"])

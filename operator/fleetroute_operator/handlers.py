@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -28,6 +29,8 @@ class State:
     def __init__(self, kube: Kube, settings: Settings) -> None:
         self.kube = kube
         self.settings = settings
+        # Set by the first handler kopf runs: kopf runs none before every index is filled.
+        self.indexed = threading.Event()
         self.config_writer = reconcile.RouterConfigWriter(
             kube, settings.router_config_namespace, settings.router_config_name
         )
@@ -119,6 +122,7 @@ def modelpool_reconcile(
 ) -> None:
     """Apply the pool's workloads (idempotent, server-side apply) and refresh its status."""
     state = _state(memo)
+    state.indexed.set()
     gpu_pool = None
     deploy = (body.get("spec") or {}).get("deploy")
     if deploy and (gpu_body := _one(index_gpupools, deploy.get("gpuPool"))):
@@ -174,6 +178,7 @@ def router_config(
     **_: Any,
 ) -> None:
     """Re-render the router ConfigMap after any change to pools or policies."""
+    _state(memo).indexed.set()
     if _state(memo).config_writer.sync(
         _flat(index_modelpools), _flat(index_policies), _flat(index_gpupools)
     ):

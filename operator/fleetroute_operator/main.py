@@ -45,15 +45,13 @@ async def _operate(
     """kopf's operator, and beside it the periodic resync over kopf's indexes."""
     memo = kopf.Memo(state=state)
     indexers = OperatorIndexers()
-    ready = asyncio.Event()
     resync = handlers.resync(state, memo, indexers.indices, telemetry)
-    refresher = asyncio.create_task(resync.run(settings.status_interval, ready))
+    refresher = asyncio.create_task(resync.run(settings.status_interval, state.indexed))
     try:
         await kopf.operator(
             registry=registry,
             memo=memo,
             indexers=indexers,
-            ready_flag=ready,
             clusterwide=not settings.namespaces,
             namespaces=list(settings.namespaces),
             liveness_endpoint=liveness_endpoint,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -55,19 +56,28 @@ class Resync:
         }
 
     def once(self, indices: Mapping[str, Mapping[Any, list[Any]]] | None = None) -> int:
-        """One pass over every object (of `indices`, or a snapshot taken now); returns how many
-        statuses were written."""
+        """One pass over every object (of `indices`, or a snapshot taken now), then the
+        fleet-wide step; returns how many statuses were written."""
         indices = self.snapshot() if indices is None else indices
+        written = self.refresh_all(indices)
+        self.finish(indices)
+        return written
+
+    def refresh_all(self, indices: Mapping[str, Mapping[Any, list[Any]]]) -> int:
+        """Refresh the status of every object in `indices`; returns how many were written."""
         written = 0
         for refresh in self._refreshes:
             for bodies in indices[refresh.index].values():
                 for body in bodies:
                     written += self._refresh(refresh, body, indices)
+        return written
+
+    def finish(self, indices: Mapping[str, Mapping[Any, list[Any]]]) -> None:
+        """The fleet-wide step (the router config), from `indices`."""
         try:
             self._after(memo=self._memo, logger=log, **indices)
         except Exception:  # the next pass tries again
             log.exception("router config sync failed")
-        return written
 
     def _refresh(
         self, refresh: Refresh, body: Mapping[str, Any], indices: Mapping[str, Any]
@@ -101,13 +111,21 @@ class Resync:
             return 0
         return 1
 
-    async def run(self, interval_s: float, ready: asyncio.Event) -> None:
-        """Refresh every `interval_s` once kopf's indexes are filled, until cancelled; a failed
-        pass is logged and the next one runs all the same."""
-        await ready.wait()
+    async def run(self, interval_s: float, indexed: threading.Event) -> None:
+        """Refresh every `interval_s` once `indexed` says kopf's indexes are complete, until
+        cancelled; a failed pass is logged and the next one runs all the same.
+
+        kopf's own ready flag comes before its first listing, when the indexes are still empty:
+        a pass then would write empty statuses and an empty router config. kopf runs no handler
+        before every index is filled, so the handlers set `indexed` when they first run.
+        """
+        while not indexed.is_set():  # noqa: ASYNC110 (a threading.Event, set by kopf's handler threads)
+            await asyncio.sleep(0.1)
         while True:
             try:
-                await asyncio.to_thread(self.once, self.snapshot())
+                await asyncio.to_thread(self.refresh_all, self.snapshot())
+                # A fresh view for the router config: the pass above may have taken a while.
+                await asyncio.to_thread(self.finish, self.snapshot())
             except Exception:
                 log.exception("status resync pass failed")
             await asyncio.sleep(interval_s)

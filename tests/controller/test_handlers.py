@@ -182,3 +182,18 @@ def test_refused_workloads_are_a_condition(example_objects: list[dict[str, Any]]
     (ready,) = status["conditions"]
     assert (ready["status"], ready["reason"]) == ("False", "ApplyFailed")
     assert "spec.template: invalid" in ready["message"]
+
+
+def test_the_first_handler_run_marks_the_indexes_complete(
+    example_objects: list[dict[str, Any]],
+) -> None:
+    state = handlers.State(FakeKube(), Settings())
+    assert not state.indexed.is_set()
+    handlers.router_config(
+        memo=kopf.Memo(state=state),
+        logger=kopf.LocalObjectLogger(body=kopf.Body({}), settings=kopf.OperatorSettings()),
+        index_modelpools={},
+        index_policies={},
+        index_gpupools={},
+    )
+    assert state.indexed.is_set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import kopf
@@ -98,11 +99,11 @@ async def test_run_waits_for_the_indexes_then_repeats() -> None:
         passes.append(1)
 
     resync = Resync(FakeKube(), kopf.Memo(), {}, (), count)
-    ready = asyncio.Event()
-    task = asyncio.create_task(resync.run(0.01, ready))
-    await asyncio.sleep(0.05)
-    assert passes == []
-    ready.set()
+    indexed = threading.Event()
+    task = asyncio.create_task(resync.run(0.01, indexed))
+    await asyncio.sleep(0.3)
+    assert passes == []  # kopf's indexes are not complete yet: no empty statuses or config
+    indexed.set()
     for _ in range(100):
         await asyncio.sleep(0.01)
         if len(passes) >= 2:
@@ -119,19 +120,19 @@ async def test_a_failed_pass_does_not_stop_the_loop() -> None:
 
     resync = Resync(FakeKube(), kopf.Memo(), {}, (), flaky)
     calls = 0
-    real_once = resync.once
+    real_refresh_all = resync.refresh_all
 
-    def once(indices: Any = None) -> int:
+    def refresh_all(indices: Any) -> int:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise RuntimeError("dictionary changed size during iteration")
-        return real_once(indices)
+        return real_refresh_all(indices)
 
-    resync.once = once  # type: ignore[method-assign]
-    ready = asyncio.Event()
-    ready.set()
-    task = asyncio.create_task(resync.run(0.01, ready))
+    resync.refresh_all = refresh_all  # type: ignore[method-assign]
+    indexed = threading.Event()
+    indexed.set()
+    task = asyncio.create_task(resync.run(0.01, indexed))
     for _ in range(100):
         await asyncio.sleep(0.01)
         if passes:
