@@ -20,6 +20,8 @@ PROTO_ROOT = ROOT / "protos"
 PROTO_PACKAGE = Path("fleetroute/v1alpha1")
 PROTO_OUT = ROOT / "api" / PROTO_PACKAGE
 CRD_OUT = ROOT / "crds"
+# protoc plugins of mypy-protobuf (the dev extra installs them beside the interpreter).
+MYPY_PLUGINS = ("protoc-gen-mypy", "protoc-gen-mypy_grpc")
 PACKAGE_DOC = '"""Generated protobuf and gRPC code for fleetroute.v1alpha1: do not edit."""\n'
 
 
@@ -29,10 +31,18 @@ def generate_protos(out_root: Path) -> Path:
         str(p.relative_to(PROTO_ROOT)) for p in (PROTO_ROOT / PROTO_PACKAGE).glob("*.proto")
     )
     out_root.mkdir(parents=True, exist_ok=True)
+    # protoc finds plugins on PATH unless told where they are: name them in this interpreter's
+    # environment (the project's venv), so a fresh machine's PATH never matters.
+    bin_dir = Path(sys.executable).parent
+    plugins = [f"--plugin={name}={bin_dir / name}" for name in MYPY_PLUGINS]
+    missing = [name for name in MYPY_PLUGINS if not (bin_dir / name).is_file()]
+    if missing:
+        raise SystemExit(f"{', '.join(missing)} not found in {bin_dir}: install the dev extra")
     command = [
         sys.executable,
         "-m",
         "grpc_tools.protoc",
+        *plugins,
         f"-I{PROTO_ROOT}",
         f"--python_out={out_root}",
         f"--grpc_python_out={out_root}",

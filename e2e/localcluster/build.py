@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -118,16 +117,24 @@ def binary_specs(versions: Versions) -> dict[str, BinarySpec]:
     return {spec.name: spec for spec in specs}
 
 
+GO_ENV: Final = "FLEETROUTE_GO"
+# Where Go's own installers put the toolchain (go.dev tarball, Debian's golang-go), in order.
+GO_LOCATIONS: Final = (Path("/usr/local/go/bin/go"), Path("/usr/lib/go/bin/go"))
+
+
 def find_go() -> Path:
-    """The Go toolchain: ``go`` on PATH, else /usr/local/go/bin/go."""
-    found = shutil.which("go")
-    if found:
-        return Path(found)
-    fallback = Path("/usr/local/go/bin/go")
-    if fallback.exists():
-        return fallback
+    """The Go toolchain by absolute path: ``$FLEETROUTE_GO``, ``$GOROOT/bin/go``, then the
+    standard install locations; PATH is never consulted, so a fresh machine finds the same Go."""
+    candidates = [Path(os.environ[GO_ENV])] if os.environ.get(GO_ENV) else []
+    if os.environ.get("GOROOT"):
+        candidates.append(Path(os.environ["GOROOT"]) / "bin" / "go")
+    candidates += GO_LOCATIONS
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
     raise settings.ClusterError(
-        "the Go toolchain is needed to build the cluster binaries; install Go >= 1.26"
+        "the Go toolchain (>= 1.26) is needed to build the cluster binaries; none at "
+        f"{', '.join(map(str, candidates))}: install it there or set {GO_ENV}"
     )
 
 

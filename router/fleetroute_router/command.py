@@ -65,6 +65,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "(default: on for the embedded fleet, off with --config)",
     )
     parser.add_argument(
+        "--sim-ports",
+        choices=("config", "free"),
+        default="config",
+        help="where simulated servers listen: the config's endpoint ports, or free ports the OS "
+        "picks (the router then sends to those; lets a second fleet run beside a first)",
+    )
+    parser.add_argument(
         "--sim-speed",
         type=float,
         default=1.0,
@@ -134,9 +141,13 @@ async def serve(args: argparse.Namespace) -> None:
         stack.callback(tracing.install, tracing.install(traces))
         stack.callback(traces.shutdown)
         if simulate:
-            sims = SimFleet(source.fleet.config, speed=args.sim_speed)
+            sims = SimFleet(
+                source.fleet.config, speed=args.sim_speed, free_ports=args.sim_ports == "free"
+            )
             await sims.start()
             stack.push_async_callback(sims.stop)
+            if args.sim_ports == "free":
+                source.rewrite(sims.remap)
         dataplane = DataPlane(source.fleet, picker_config=_picker_config(args.endpoint_picker))
         dataplane.start()
         stack.push_async_callback(dataplane.close)

@@ -9,7 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fleetroute import routerconfig
+from fleetroute.v1alpha1 import config_pb2
 from fleetroute_router.fleet import Fleet
+
+Rewrite = Callable[[config_pb2.RouterConfig], config_pb2.RouterConfig]
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +23,7 @@ class ConfigSource:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._listeners: list[Callable[[Fleet], None]] = []
+        self._rewrite: Rewrite | None = None
         self._digest: str | None = None
         self.fleet: Fleet | None = None
         self.last_error: str | None = None
@@ -41,6 +45,8 @@ class ConfigSource:
             config = routerconfig.loads(data)
         except routerconfig.ConfigError as error:
             return self._reject(f"{self.path}: {error}")
+        if self._rewrite is not None:
+            config = self._rewrite(config)
         fleet = Fleet.from_config(config)
         try:
             for listener in self._listeners:  # a listener refuses what it cannot serve
@@ -56,6 +62,13 @@ class ConfigSource:
             config.revision or "-",
         )
         return True
+
+    def rewrite(self, rewrite: Rewrite) -> None:
+        """Apply `rewrite` to this and every later config before it takes effect (e.g. to point
+        endpoints at simulated servers on other ports); call before subscribing."""
+        self._rewrite = rewrite
+        if self.fleet is not None:
+            self.fleet = Fleet.from_config(rewrite(self.fleet.config))
 
     def subscribe(self, listener: Callable[[Fleet], None]) -> None:
         """Call listener with every new Fleet that takes effect from now on."""

@@ -1,4 +1,4 @@
-"""The wheel builds (`python -m build`) and works when installed into a clean virtualenv."""
+"""The wheel builds (`uv build`) and works when installed into a clean virtualenv."""
 
 from __future__ import annotations
 
@@ -13,11 +13,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+UV = Path(sys.executable).parent / "uv"
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel, built by uv in an isolated build environment (its cache keeps hatchling)."""
     out = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--outdir", str(out), str(ROOT)],
+        [str(UV), "build", "--wheel", "--quiet", "--out-dir", str(out), str(ROOT)],
         check=True,
         capture_output=True,
         timeout=600,
@@ -28,11 +32,17 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh virtualenv (no system site-packages) with only the wheel and its dependencies."""
+    """A fresh virtualenv (no system site-packages) with only the wheel and its dependencies,
+    resolved from the wheel's own metadata; uv reuses its download and build caches."""
     path = tmp_path_factory.mktemp("venv") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, timeout=120)
     subprocess.run(
-        [str(path / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)],
+        [str(UV), "venv", "--quiet", "--seed", "--python", sys.executable, str(path)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    subprocess.run(
+        [str(UV), "pip", "install", "-q", "--python", str(path / "bin" / "python"), str(wheel)],
         check=True,
         capture_output=True,
         timeout=900,

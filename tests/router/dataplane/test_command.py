@@ -6,13 +6,18 @@ import argparse
 import asyncio
 import re
 import signal
+import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
+import pytest
 
+from fleetroute import routerconfig
 from fleetroute.v1alpha1 import learning_pb2
 from fleetroute_router import command
+from fleetroute_router.sim.fleet import SimFleet
 
 
 def test_help_names_the_transports() -> None:
@@ -23,10 +28,33 @@ def test_help_names_the_transports() -> None:
         assert flag in text
 
 
+@pytest.fixture
+def embedded_ports_taken() -> Iterator[None]:
+    """Every port of the embedded fleet held by someone else, as while `make serve` runs."""
+    held = []
+    try:
+        for address in SimFleet(routerconfig.load(command.embedded_config_path())).servers:
+            host, _, port = address.rpartition(":")
+            sock = socket.socket()
+            try:
+                sock.bind((host, int(port)))
+            except OSError:  # already taken, e.g. by a `make serve`: that is the point too
+                sock.close()
+                continue
+            sock.listen()
+            held.append(sock)
+        yield
+    finally:
+        for sock in held:
+            sock.close()
+
+
+@pytest.mark.usefixtures("embedded_ports_taken")
 async def test_serve_starts_the_embedded_fleet_and_answers_openai_requests() -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "fleetroute", "serve", "--http", "127.0.0.1:0",
         "--grpc", "127.0.0.1:0", "--ext-proc", "127.0.0.1:0", "--sim-speed", "0.01",
+        "--sim-ports", "free",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     assert process.stdout is not None
@@ -65,7 +93,8 @@ async def _serve(*extra: str) -> tuple[asyncio.subprocess.Process, str]:
     """`fleetroute serve` on free ports with instant simulated servers, and its proxy URL."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "fleetroute", "serve", "--http", "127.0.0.1:0",
-        "--grpc", "127.0.0.1:0", "--ext-proc", "", "--sim-speed", "0", *extra,
+        "--grpc", "127.0.0.1:0", "--ext-proc", "", "--sim-speed", "0", "--sim-ports", "free",
+        *extra,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     assert process.stdout is not None
@@ -113,7 +142,7 @@ async def test_a_corrupt_learning_state_stops_start_up_clearly(tmp_path: Path) -
     state.write_bytes(b"\xff not a snapshot")
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "fleetroute", "serve", "--http", "127.0.0.1:0", "--grpc",
-        "127.0.0.1:0", "--ext-proc", "", "--learning-state", str(state),
+        "127.0.0.1:0", "--ext-proc", "", "--sim-ports", "free", "--learning-state", str(state),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     async with asyncio.timeout(30):
