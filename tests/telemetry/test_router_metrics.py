@@ -49,6 +49,9 @@ def test_a_served_request_updates_every_request_series(fleet: Fleet) -> None:
     telemetry.set_fleet(fleet)
     d = decision()
     telemetry.decided(d, 0.002)
+    pool = fleet.pools[d.pool]
+    dollars = pool.gpus_per_replica * pool.gpu.cost_per_gpu_hour * 1.2 / 3600 * 0.5
+    assert dollars > 0
     result = Served(
         e2e_s=1.2,
         ttft_s=0.3,
@@ -57,6 +60,7 @@ def test_a_served_request_updates_every_request_series(fleet: Fleet) -> None:
         joules=150.0,
         energy_source="measured",
         reward=0.8,
+        dollars=dollars,  # reward.score computes it once; telemetry records it
     )
     telemetry.served(d, result)
     r = telemetry.registry
@@ -76,9 +80,6 @@ def test_a_served_request_updates_every_request_series(fleet: Fleet) -> None:
     assert value(
         r, "fleetroute_router_energy_joules_total", model=d.model, pool=d.pool, source="measured"
     ) == pytest.approx(150.0)
-    pool = fleet.pools[d.pool]
-    dollars = pool.gpus_per_replica * pool.gpu.cost_per_gpu_hour * 1.2 / 3600 * 0.5
-    assert dollars > 0
     assert value(
         r, "fleetroute_router_cost_dollars_total", model=d.model, pool=d.pool
     ) == pytest.approx(dollars)

@@ -22,8 +22,7 @@ from envoy.extensions.filters.http.ext_proc.v3 import processing_mode_pb2
 from envoy.service.ext_proc.v3 import external_processor_pb2 as ext
 from envoy.service.ext_proc.v3 import external_processor_pb2_grpc as ext_grpc
 
-from fleetroute.v1alpha1 import config_pb2
-from fleetroute_router import errors, openai_api
+from fleetroute_router import errors, objectives, openai_api
 from fleetroute_router.dataplane import DataPlane, Flight
 from fleetroute_router.extproc import messages
 from fleetroute_router.features import RequestInfo
@@ -120,9 +119,15 @@ class ExternalProcessor(ext_grpc.ExternalProcessorServicer):  # type: ignore[mis
             )
             request_id = exchange.headers.get("x-request-id") or uuid.uuid4().hex
             path, telemetry = exchange.headers.get(":path", ""), self.dataplane.telemetry
+            override = exchange.headers.get(objectives.OBJECTIVE_HEADER)
             with telemetry.request("POST", path, exchange.headers):  # traceparent from Envoy
                 telemetry.requested(model=info.model, operation="chat", stream=info.stream)
-                flight = self.dataplane.route(info, request_id, path)
+                flight = self.dataplane.route(
+                    info,
+                    request_id,
+                    path,
+                    objectives.parse(override) if override is not None else None,
+                )
         except (json.JSONDecodeError, UnicodeDecodeError):
             return [
                 messages.immediate(
@@ -185,8 +190,7 @@ class ExternalProcessor(ext_grpc.ExternalProcessorServicer):  # type: ignore[mis
             model = json.loads(bytes(exchange.body)).get("model")
         except (ValueError, AttributeError):
             return False
-        policy = self.dataplane.core.fleet.policies.get(model)
-        return policy is not None and policy.failure_mode == config_pb2.FAIL_OPEN
+        return isinstance(model, str) and self.dataplane.fails_open(model)
 
     def _pass_through(self, exchange: _Exchange) -> list[ext.ProcessingResponse]:
         if not exchange.duplex:

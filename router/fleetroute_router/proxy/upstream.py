@@ -119,7 +119,7 @@ class Upstream:
         url = f"http://{decision.prefill_endpoint}{flight.path}"
         started = time.monotonic()
         telemetry = self.dataplane.telemetry
-        load = self.dataplane.core.load
+        load = self.dataplane.load
         load.start(decision.prefill_endpoint)  # seen by the prefill pool's queue scorer
         try:
             with telemetry.upstream(

@@ -134,7 +134,7 @@ def run(
                 hits += 1
                 regret += data.optimal.get(s.query_id, s.reward) - s.reward
                 curve.append(regret)
-                policy.update(s.model, x, s.reward)
+                policy.update(s.model, x, {"quality": s.reward})
             progress.advance()
         rewards.append(total / max(hits, 1))
         kept.append(hits)
