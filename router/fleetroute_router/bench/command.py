@@ -10,7 +10,8 @@ from typing import Protocol
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "proxy": (
         "fleetroute_router.bench.proxy",
-        "latency the HTTP proxy adds at 1,000 req/s, against calling the backend directly",
+        "latency and CPU the HTTP proxy adds, concrete model and bandit alias, streamed or "
+        "not, against a minimal pass-through proxy",
     ),
     "fleet": (
         "fleetroute_router.bench.fleet",

@@ -142,6 +142,51 @@ async def chat_load(
     return latencies, len(results) - len(latencies), elapsed
 
 
+# After an answer: what the load generator does next with it (e.g. send feedback); not timed.
+AfterAnswer = Callable[[aiohttp.ClientResponse], Coroutine[Any, Any, None]]
+
+
+async def request_load(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    rate: float,
+    seconds: float,
+    *,
+    stream: bool = False,
+    after: AfterAnswer | None = None,
+) -> tuple[list[float], int, float]:
+    """An open-loop load of one JSON body: latencies of the answered ones (s; to the first
+    chunk of the body when `stream`), the count that failed, and the elapsed time."""
+    headers = {"Content-Type": "application/json"}
+
+    async def send(_: int) -> float | None:
+        started = time.perf_counter()
+        try:
+            async with session.post(url, data=body, headers=headers) as response:
+                if stream:
+                    first = await response.content.readany()
+                    latency = time.perf_counter() - started
+                    while await response.content.readany():
+                        pass
+                    ok = bool(first)
+                else:
+                    await response.read()
+                    latency = time.perf_counter() - started
+                    ok = True
+                if response.status != 200 or not ok:
+                    return None
+                if after is not None:
+                    await after(response)
+        except aiohttp.ClientError:
+            return None
+        return latency
+
+    results, elapsed = await open_loop(send, rate, int(rate * seconds))
+    latencies = [r for r in results if r is not None]
+    return latencies, len(results) - len(latencies), elapsed
+
+
 def emit(result: dict[str, Any], as_json: bool, title: str) -> None:
     if as_json:
         print(json.dumps(result, sort_keys=True))
