@@ -22,6 +22,8 @@ from fleetroute_router.policies.base import Arm, Choice
 from fleetroute_router.policies.linear import ArmStatistics, LinearModel, Vector
 
 TIE = 1e-12
+# LinUCB keeps its combined matrices for this many weight vectors (per-request objectives vary).
+COMBINED_CACHE = 8
 
 
 class LinearBandit:
@@ -43,8 +45,11 @@ class LinearBandit:
         self._rng = np.random.default_rng(seed)
         self._equal = np.full(len(self.model.objectives), 1.0 / len(self.model.objectives))
 
-    def _scores(self, weights: Vector, mean: Vector, variance: Vector) -> Vector:
-        """Scores of K arms from (O, K) means and variances and O weights."""
+    def _scores(
+        self, weights: Vector, mean: Vector, x: Vector, rows: npt.NDArray[np.intp]
+    ) -> Vector:
+        """Scores of the K arms at `rows` from their (O, K) means, O weights and the context
+        (variances, when a policy needs them, come from self.model at x)."""
         raise NotImplementedError
 
     def choose(
@@ -56,11 +61,10 @@ class LinearBandit:
         x = LinearModel.context(features)
         names = [a.pool for a in arms]
         rows = self.model.indices(names, x)
-        mean, variance = self.model.mean_and_variance(x)
         w = self._equal if weights is None else weights
-        objective_means = mean[:, rows]
+        objective_means = self.model.mean(x)[:, rows]
+        scores = self._scores(w, objective_means, x, rows)
         means = w @ objective_means
-        scores = self._scores(w, objective_means, variance[:, rows])
         pick = self._best(scores)
         return Choice(
             names[pick],
@@ -117,10 +121,37 @@ class LinUCB(LinearBandit):
             regularization=regularization, discount=discount, seed=seed, objectives=objectives
         )
         self.alpha = alpha
+        # weights (bytes) -> (model layout, Σ_o w_o² A_ok⁻¹, arms' change counts, w²)
+        self._cache: dict[bytes, tuple[int, Vector, list[int], Vector]] = {}
 
-    def _scores(self, weights: Vector, mean: Vector, variance: Vector) -> Vector:
-        result: Vector = weights @ mean + self.alpha * np.sqrt((weights * weights) @ variance)
+    def _scores(
+        self, weights: Vector, mean: Vector, x: Vector, rows: npt.NDArray[np.intp]
+    ) -> Vector:
+        # Σ_o w_o² xᵀA_ok⁻¹x = xᵀ(Σ_o w_o² A_ok⁻¹)x: one dxd quadratic form per arm, on a
+        # combined matrix kept per weights and refreshed only for arms that learned since.
+        combined = self._combined(weights)
+        k, d = combined.shape[0], self.model.dimension
+        variance = ((combined.reshape(k * d, d) @ x).reshape(k, d) @ x)[rows]
+        result: Vector = weights @ mean + self.alpha * np.sqrt(np.maximum(variance, 0.0))
         return result
+
+    def _combined(self, weights: Vector) -> Vector:
+        """Σ_o w_o² A_ok⁻¹ for every arm k, (K, d, d), brought up to date with the model."""
+        model, key = self.model, weights.tobytes()
+        cached = self._cache.get(key)
+        if cached is None or cached[0] != model.layout:
+            if len(self._cache) >= COMBINED_CACHE:
+                self._cache.clear()
+            squared = weights * weights
+            combined = np.tensordot(squared, model.gram_inv, axes=1)
+            self._cache[key] = (model.layout, combined, list(model.changes), squared)
+            return combined
+        _, combined, seen, squared = cached
+        for k, count in enumerate(model.changes):
+            if seen[k] != count:
+                combined[k] = np.tensordot(squared, model.gram_inv[:, k], axes=1)
+                seen[k] = count
+        return combined
 
 
 class LinearThompson(LinearBandit):
@@ -142,7 +173,10 @@ class LinearThompson(LinearBandit):
         )
         self.exploration = exploration
 
-    def _scores(self, weights: Vector, mean: Vector, variance: Vector) -> Vector:
+    def _scores(
+        self, weights: Vector, mean: Vector, x: Vector, rows: npt.NDArray[np.intp]
+    ) -> Vector:
+        variance = self.model.variance(x)[:, rows]
         noise = self._rng.standard_normal(mean.shape)
         result: Vector = weights @ (mean + self.exploration * np.sqrt(variance) * noise)
         return result
@@ -167,8 +201,10 @@ class EpsilonGreedy(LinearBandit):
         )
         self.epsilon = epsilon
 
-    def _scores(self, weights: Vector, mean: Vector, variance: Vector) -> Vector:
-        result: Vector = weights @ mean
+    def _scores(
+        self, weights: Vector, mean: Vector, x: Vector, rows: npt.NDArray[np.intp]
+    ) -> Vector:
+        result: Vector = weights @ mean  # no variance needed: its O·K·d² cost is skipped
         return result
 
     def _best(self, scores: Vector) -> int:

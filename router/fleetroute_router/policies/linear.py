@@ -69,6 +69,10 @@ class LinearModel:
         self.theta = np.zeros((n, 0, 0))
         self.observations = np.zeros((n, 0))
         self.reward_sum = np.zeros((n, 0))
+        # Change counters, for caches derived from A⁻¹ (bandits.LinUCB): `layout` moves when
+        # arms are added or dropped, `changes[k]` when any objective of arm k learns.
+        self.layout = 0
+        self.changes: list[int] = []
 
     @staticmethod
     def context(features: Vector) -> Vector:
@@ -127,6 +131,8 @@ class LinearModel:
         self.observations = np.concatenate([self.observations, np.zeros((n, 1))], axis=1)
         self.reward_sum = np.concatenate([self.reward_sum, np.zeros((n, 1))], axis=1)
         self._lookup.clear()
+        self.changes.append(0)
+        self.layout += 1
 
     def set_statistics(self, stats: ArmStatistics) -> None:
         """Set one objective of an arm to given statistics (a restored snapshot, a prior)."""
@@ -156,15 +162,30 @@ class LinearModel:
         self.observations = np.delete(self.observations, k, axis=1)
         self.reward_sum = np.delete(self.reward_sum, k, axis=1)
         self._lookup.clear()
+        del self.changes[k]
+        self.layout += 1
 
     def _refresh(self, o: int, k: int) -> None:
+        self.changes[k] += 1
         self.gram_inv[o, k] = np.linalg.inv(self.gram[o, k])
         self.theta[o, k] = self.gram_inv[o, k] @ self.target[o, k]
 
+    def mean(self, x: Vector) -> Vector:
+        """m + θ_okᵀx for every objective o and known arm k: an (O, K) array."""
+        o, k, d = self.theta.shape
+        # One matrix-vector product over the flattened stack (a single BLAS call) rather than
+        # a batched matmul, which loops over the O·K small products.
+        return self.prior_mean + (self.theta.reshape(o * k, d) @ x).reshape(o, k)
+
     def mean_and_variance(self, x: Vector) -> tuple[Vector, Vector]:
         """m + θ_okᵀx and xᵀA_ok⁻¹x for every objective o and known arm k: (O, K) arrays."""
-        projected = self.gram_inv @ x
-        return self.prior_mean + self.theta @ x, np.maximum(projected @ x, 0.0)
+        return self.mean(x), self.variance(x)
+
+    def variance(self, x: Vector) -> Vector:
+        """xᵀA_ok⁻¹x for every objective o and known arm k: an (O, K) array."""
+        o, k, d = self.theta.shape
+        projected = (self.gram_inv.reshape(o * k * d, d) @ x).reshape(o * k, d)
+        return np.maximum(projected @ x, 0.0).reshape(o, k)
 
     def update(self, arm: str, features: Vector, scores: Mapping[str, float]) -> None:
         """Add one observation (context, score) to each objective of an arm that was measured."""
@@ -191,6 +212,7 @@ class LinearModel:
         self.target[o, k] += residual * x
         self.observations[o, k] += 1.0
         self.reward_sum[o, k] += score
+        self.changes[k] += 1
         inv = self.gram_inv[o, k]
         ax = inv @ x
         inv -= np.outer(ax, ax) / (1.0 + float(x @ ax))
