@@ -41,6 +41,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seeds", type=int, default=1, help="runs with seeds 0..N-1")
     parser.add_argument(
+        "--folds",
+        type=int,
+        default=0,
+        metavar="K",
+        help="greenserv: K-fold cross-validation by CRC-32 of query_id (--train the --data "
+        "directory); default: judge one half, train on the other",
+    )
+    parser.add_argument(
         "--semantic",
         action="store_true",
         help="add MiniLM prompt clusters to the features (needs the 'semantic' extra)",
@@ -85,6 +93,10 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
     """Run the chosen suite; ValueError for bad input."""
     if args.seeds < 1:
         raise ValueError("--seeds must be at least 1")
+    if args.folds and args.suite != "greenserv":
+        raise ValueError("--folds is for the greenserv suite")
+    if args.folds and args.semantic:
+        raise ValueError("--folds with --semantic would fit clusters on evaluated prompts")
     spec = PolicySpec(args.policy, parse_parameters(args.param))
     registry.parameters(spec.name, spec.parameters)
     show = {"auto": None, "always": True, "never": False}[args.progress]
@@ -95,6 +107,7 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
             spec,
             train_dir=args.train,
             seeds=args.seeds,
+            folds=args.folds,
             featurize=featurize,
             show_progress=show,
         )
