@@ -230,3 +230,31 @@ def test_real_gsm8k_beats_random_routing(capsys: pytest.CaptureFixture[str]) -> 
     )
     assert float(result["apgr"]) > 0.55  # type: ignore[arg-type]
     assert not math.isnan(float(result["quality_at_half_strong"]))  # type: ignore[arg-type]
+
+
+def test_real_greenserv_cross_validated_beats_the_best_single_model(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The quality bar of bench/README.md: 5-fold cross-validated replay of warm-started LinUCB."""
+    data = str(_real_data())
+    result = _replay(
+        capsys,
+        "--data",
+        data,
+        "--suite",
+        "greenserv",
+        "--policy",
+        "linucb",
+        "--train",
+        data,
+        "--folds",
+        "5",
+        "--seeds",
+        "2",
+    )
+    mean = float(result["policy_mean_reward"])  # type: ignore[arg-type]
+    assert result["evaluated_log_steps"] == 9865  # every logged step judged once
+    assert mean >= 0.78
+    assert mean > float(result["best_single_mean_reward"])  # type: ignore[arg-type]
+    assert mean > float(result["random_mean_reward"]) + 0.05  # type: ignore[arg-type]
+    assert result["folds_beating_best_single"] == 5

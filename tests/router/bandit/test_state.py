@@ -118,6 +118,55 @@ def test_a_restarted_router_restores_what_it_learned(
     np.testing.assert_array_equal(old.model.target, new.model.target)
 
 
+# The text features before per-query signal (markup, brevity, math:*) was added.
+PREVIOUS_FEATURE_NAMES = (
+    "bias",
+    "prompt_tokens",
+    "max_tokens",
+    "max_tokens_unset",
+    "stream",
+    "priority",
+    "digits",
+    "uppercase",
+    "symbols",
+    "lines",
+    "word_length",
+    "questions",
+    "options",
+    "complexity",
+    "task:math",
+    "task:code",
+    "task:multiple-choice",
+    "task:sentence-completion",
+    "task:fill-in",
+    "task:summary",
+    "task:chat",
+)
+
+
+def test_a_snapshot_of_the_previous_features_is_refused_cleanly(
+    example_config: config_pb2.RouterConfig,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert FEATURE_NAMES[: len(PREVIOUS_FEATURE_NAMES)] == PREVIOUS_FEATURE_NAMES
+    assert len(FEATURE_NAMES) > len(PREVIOUS_FEATURE_NAMES)
+    old = registry.create("linucb", {"seed": 1})
+    assert isinstance(old, LinearBandit)
+    old.update("llm/llama-8b-l4", np.ones(len(PREVIOUS_FEATURE_NAMES)), 1.0)
+    path = tmp_path / "learning.pb"
+    learning.save(path, learning.take({"llm/chat": old}, PREVIOUS_FEATURE_NAMES))
+    core = RoutingCore(Fleet.from_config(example_config))
+    assert learning.Snapshotter(path, core.selectors, FEATURE_NAMES).restore() == []
+    assert "policy llm/chat starts fresh" in caplog.text
+    assert "different feature extractor" in caplog.text
+    fresh = core.selectors()["llm/chat"]
+    assert isinstance(fresh, LinearBandit)
+    assert fresh.model.arms == []  # nothing of the old statistics was loaded
+    decision = core.route(RequestInfo(model="fleet/chat", prompt="What is 2+2?"))
+    assert len(decision.features) == len(FEATURE_NAMES)
+
+
 def test_first_start_has_nothing_to_restore(
     example_config: config_pb2.RouterConfig, tmp_path: Path
 ) -> None:
