@@ -224,7 +224,7 @@ def run(
         "per_seed_mean_reward": rewards,
         "kept_steps_mean": float(np.mean([sum(o.kept for o in per) for per in outcomes])),
         **baselines(data, evaluated_all),
-        "_regret_curves": [per[0].curve for per in outcomes],
+        "_regret_curves": [_joined([o.curve for o in per]) for per in outcomes],
     }
     if folds:
         result.update(_fold_figures(data, splits, outcomes))
@@ -249,6 +249,15 @@ def _fold_figures(
         "run_std_reward": float(np.std(per_run)),
         "folds_beating_best_single": sum(p > b for p, b in zip(per_fold, best, strict=True)),
     }
+
+
+def _joined(curves: list[list[float]]) -> list[float]:
+    """Cumulative regret curves of the folds one after another, as one curve."""
+    joined: list[float] = []
+    for curve in curves:
+        offset = joined[-1] if joined else 0.0
+        joined.extend(offset + value for value in curve)
+    return joined
 
 
 def _rotated(steps: list[LogStep], seed: int) -> list[LogStep]:

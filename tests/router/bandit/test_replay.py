@@ -108,6 +108,18 @@ def test_greenserv_cross_validation_judges_every_fold_once(
     assert 0.4 * rewards < int(result["train_rows"]) < 0.9 * rewards  # type: ignore[call-overload]
 
 
+def test_the_cross_validation_table_names_every_fold(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ["--data", str(FIXTURE), "--suite", "greenserv", "--policy", "linucb"]
+    assert main(["replay", *args, "--train", str(FIXTURE), "--folds", "3"]) == 0
+    table = capsys.readouterr().out
+    assert "per fold, policy (best single model of that fold): " in table
+    assert table.split("that fold): ")[1].split("\n")[0].count("(") == 3
+    assert "over folds" in table
+    assert "of 3 folds beat their best single model" in table
+
+
 def test_cross_validation_never_trains_on_the_fold_it_judges() -> None:
     data = load_greenserv(FIXTURE)
     splits = greenserv._cross_validation(data, 4)
