@@ -13,6 +13,7 @@ from google.protobuf import duration_pb2
 from multidict import CIMultiDict
 
 from fleetroute.v1alpha1 import config_pb2
+from fleetroute_router.auth import TokenFile
 from fleetroute_router.dataplane import DataPlane
 from fleetroute_router.fleet import Fleet
 from fleetroute_router.proxy.app import Limits, ProxyServer
@@ -118,18 +119,26 @@ class Bed:
         failure_mode: int = config_pb2.FAIL_CLOSE,
         min_uncached_prompt_tokens: int = 0,
         ttft_s: float = 0.0,
+        tpot_s: float = 0.0,
+        objective: config_pb2.Objective | None = None,
+        window_s: float = 0.0,
+        parameters: dict[str, float] | None = None,
     ) -> None:
         policy = self.config.policies.add(
             name=alias,
             model_alias=alias,
             candidates=candidates,
-            objective=config_pb2.Objective(quality=1, latency=1),
-            algorithm=config_pb2.Algorithm(name=algorithm),
+            objective=objective or config_pb2.Objective(quality=1, latency=1),
+            algorithm=config_pb2.Algorithm(name=algorithm, parameters=parameters or {}),
             failure_mode=failure_mode,  # type: ignore[arg-type]
             min_uncached_prompt_tokens=min_uncached_prompt_tokens,
         )
         if ttft_s:
             policy.slo.ttft.CopyFrom(duration_pb2.Duration(nanos=int(ttft_s * 1e9)))
+        if tpot_s:
+            policy.slo.tpot.CopyFrom(duration_pb2.Duration(nanos=int(tpot_s * 1e9)))
+        if window_s:
+            policy.feedback_window.CopyFrom(duration_pb2.Duration(nanos=int(window_s * 1e9)))
 
     async def serve(
         self,
@@ -138,12 +147,14 @@ class Bed:
         limits: Limits | None = None,
         picker_config: dict[str, Any] | None = None,
         scrape: bool = True,
+        feedback_token: TokenFile | None = None,
     ) -> ProxyServer:
         self.dataplane = DataPlane(
             Fleet.from_config(self.config),
             picker_config=picker_config,
             scrape=scrape,
             scrape_interval_s=0.02,
+            feedback_token=feedback_token,
         )
         self.dataplane.start()
         self.proxy = ProxyServer(
