@@ -158,7 +158,7 @@ def policy_status(
     pools = {key: pool for key in index_modelpools if (pool := _one(index_modelpools, key))}
     stats = _state(memo).router_stats
     meta = body["metadata"]
-    learned = stats.get().get(f"{meta['namespace']}/{meta['name']}", ()) if stats else ()
+    learned = stats.get().get(f"{meta['namespace']}/{meta['name']}") if stats else None
     try:
         status = reconcile.routingpolicy_status(body, pools, learned)
     except reconcile.InvalidSpec as error:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -23,7 +23,7 @@ __all__ = [
 from fleetroute_operator import conditions, labels, pool_status, router_config, workloads
 from fleetroute_operator.capacity import NodeFacts, PoolCapacity, pool_capacity
 from fleetroute_operator.kube import Kube, selector_string
-from fleetroute_operator.router_stats import ArmSummary
+from fleetroute_operator.router_stats import PolicyLearned
 
 Body = Mapping[str, Any]
 
@@ -173,9 +173,10 @@ def _status(
 def routingpolicy_status(
     body: Body,
     model_pools: Mapping[tuple[str, str], Body],
-    learned: Sequence[ArmSummary] = (),
+    learned: PolicyLearned | None = None,
 ) -> dict[str, Any]:
-    """RoutingPolicy status: candidates that exist and are Ready, and what the router learned."""
+    """RoutingPolicy status: candidates that exist and are Ready, what the router learned, and
+    whether it has seen what answers are worth (QualityObserved, when quality is weighed)."""
     spec = parse_spec(RoutingPolicySpec, body)
     namespace = body["metadata"]["namespace"]
     missing, prefill, ready = [], [], 0
@@ -232,16 +233,54 @@ def routingpolicy_status(
             "share": f"{arm.share:.2f}",
             "meanReward": "-" if arm.mean_reward is None else f"{arm.mean_reward:.3f}",
         }
-        for arm in learned
+        for arm in (learned.arms if learned is not None else ())
     ]
     learned_status = {"arms": arms, "topArm": arms[0]["modelPool"]} if arms else {}
+    kept = [c for c in previous.get("conditions") or [] if c.get("type") != QUALITY_OBSERVED]
+    updates = [verdict]
+    if spec.objective.quality > 0:
+        updates.append(_quality_observed(spec.objective.quality, learned, generation))
     return {
         **{k: v for k, v in previous.items() if k in ("arms", "topArm")},
         **learned_status,
         "observedGeneration": generation,
         "readyCandidates": ready,
-        "conditions": conditions.merge(previous.get("conditions") or [], [verdict]),
+        "conditions": conditions.merge(
+            (previous.get("conditions") or []) if spec.objective.quality > 0 else kept, updates
+        ),
     }
+
+
+QUALITY_OBSERVED = "QualityObserved"
+
+
+def _quality_observed(
+    weight: float, learned: PolicyLearned | None, generation: int | None
+) -> dict[str, Any]:
+    if learned is None:
+        return conditions.condition(
+            QUALITY_OBSERVED,
+            False,
+            "RouterStatsUnavailable",
+            "the router's learning statistics are not available (is --router-address set?)",
+            generation,
+        ) | {"status": "Unknown"}
+    if learned.quality_observations <= 0:
+        return conditions.condition(
+            QUALITY_OBSERVED,
+            False,
+            "NoQualityFeedback",
+            f"quality weighs {weight:g} but the router has neither quality feedback nor a "
+            "prior: POST /v1/feedback (or SubmitFeedback), or load one with --learning-prior",
+            generation,
+        )
+    return conditions.condition(
+        QUALITY_OBSERVED,
+        True,
+        "QualityFeedback",
+        f"{learned.quality_observations:.0f} quality scores learned (feedback and prior)",
+        generation,
+    )
 
 
 class RouterConfigWriter:
