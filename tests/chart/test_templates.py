@@ -770,7 +770,36 @@ MONITORED: dict[str, Any] = {
         "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prometheus"}}
     },
 }
+
+
+def _check_feedback_token(r: Rendered) -> None:
+    pod = pod_spec(r, ROUTER)
+    assert "--feedback-token-file=/var/run/fleetroute/feedback/token" in args(r, ROUTER, "router")
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "feedback-token"]
+    assert volume["secret"] == {
+        "secretName": "graders",
+        "items": [{"key": "token", "path": "token"}],
+    }
+    mounts = {m["name"]: m for m in container(r, ROUTER, "router")["volumeMounts"]}
+    assert mounts["feedback-token"]["mountPath"] == "/var/run/fleetroute/feedback"
+
+
+def _check_learning_prior(r: Rendered) -> None:
+    pod = pod_spec(r, ROUTER)
+    assert "--learning-prior=/etc/fleetroute/prior/learning.pb" in args(r, ROUTER, "router")
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "learning-prior"]
+    assert volume["configMap"]["name"] == "priors"
+    mounts = {m["name"]: m for m in container(r, ROUTER, "router")["volumeMounts"]}
+    assert mounts["learning-prior"]["readOnly"] is True
+
+
 VALUE_CASES += [
+    (
+        "router.feedback.tokenSecret",
+        {"router": {"feedback": {"tokenSecret": "graders"}}},
+        _check_feedback_token,
+    ),
+    ("router.learningPrior", {"router": {"learningPrior": "priors"}}, _check_learning_prior),
     (
         "gateway.securityContext",
         {
