@@ -342,10 +342,11 @@ class RoutingCore:
         self.arm_stats.restore(learning.counts, set(restored))
         for name in restored:
             state = self._policies.get(name)
-            if state is not None:
-                state.quality_seen = self.arm_stats.quality_observations(name)
-                prior = _prior_quality(learning.policies[name])
-                state.quality_seen = max(state.quality_seen, prior)
+            if state is not None:  # feedback counted in status, or a prior's observations
+                state.quality_seen = max(
+                    self.arm_stats.quality_observations(name),
+                    _prior_quality(learning.policies[name]),
+                )
 
 
 def _prior_quality(state: learning_pb2.LearnerState) -> float:
