@@ -17,7 +17,7 @@ from types import ModuleType
 import aiohttp
 
 NAME = "llm-d-inference-sim"
-ENV = "LLM_D_INFERENCE_SIM"  # an explicit path to the binary wins over the harness
+BINARY_ENV = "LLM_D_INFERENCE_SIM"  # an explicit path to the binary wins over the harness
 HARNESS = Path(__file__).resolve().parents[3] / "e2e" / "localcluster" / "__init__.py"
 
 
@@ -51,6 +51,12 @@ KV_TRANSFER_MS = 2.0
 KV_TRANSFER_PER_TOKEN_US = 3.0
 
 
+# The sim's default context (1,024 tokens) refuses the long prompts P/D and prefix tests send.
+MAX_MODEL_LEN = 32768
+# Its KV cache wants the pod's IP (it names the engine in KV events): loopback here.
+ENV = {"POD_IP": "127.0.0.1"}
+
+
 def duration(ms: float) -> str:
     """A Go duration as the sim's flags want it (whole microseconds)."""
     return f"{round(ms * 1000)}us"
@@ -72,11 +78,11 @@ def _harness() -> ModuleType:
 
 def find_binary(build: bool = True) -> Path:
     """The binary's path; builds it through e2e/localcluster/ when missing. Raises Unavailable."""
-    explicit = os.environ.get(ENV)
+    explicit = os.environ.get(BINARY_ENV)
     if explicit:
         return Path(explicit)
     if not HARNESS.exists():
-        raise Unavailable(f"set {ENV} (no e2e harness at {HARNESS})")
+        raise Unavailable(f"set {BINARY_ENV} (no e2e harness at {HARNESS})")
     harness = _harness()
     try:
         cluster = harness.Cluster()
@@ -152,6 +158,7 @@ class SimProcess:
             "--mode", "random",
             "--force-dummy-tokenizer",
             "--max-num-seqs", str(max_num_seqs),
+            "--max-model-len", str(MAX_MODEL_LEN),
             *latency,
             *options,
             *extra,
@@ -164,7 +171,10 @@ class SimProcess:
 
     async def start(self, timeout_s: float = 20.0) -> None:
         self._process = await asyncio.create_subprocess_exec(
-            *self.args, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+            *self.args,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            env={**os.environ, **ENV},
         )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
