@@ -41,7 +41,7 @@ def _module(top: str = "llm-d-inference-sim") -> dict[str, str]:
 def test_the_pin_names_a_commit_and_the_default_vendor_dir_is_beside_the_repository() -> None:
     assert len(PINNED) >= 12
     assert int(PINNED, 16) >= 0  # a commit hash, as `go install ...@<commit>` takes it
-    assert build.DEFAULT_VENDOR_DIR == ROOT.parent / "shared" / "vendor"
+    assert ROOT.parent / "shared" / "vendor" == build.DEFAULT_VENDOR_DIR
 
 
 def test_the_tarball_is_found_by_a_prefix_of_the_pinned_commit(
