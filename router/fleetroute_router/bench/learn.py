@@ -207,10 +207,9 @@ async def live(
                     if reply.status != 200:
                         raise RuntimeError(f"feedback refused: {reply.status} {await reply.text()}")
 
-            loop = asyncio.get_running_loop()
-            start = loop.time()
-            for i, step in enumerate(steps):
-                await asyncio.sleep(max(0.0, start + i / args.rate - loop.time()))
+            answers: list[tuple[str, float, bool] | None] = [None] * len(steps)
+
+            async def send(i: int, step: LogStep) -> None:
                 query = data.queries[step.query_id]
                 body = {"model": ALIAS, "prompt": query.prompt, "max_tokens": query.max_new_tokens}
                 async with session.post(f"{base}/v1/completions", json=body) as response:
@@ -219,17 +218,30 @@ async def live(
                         raise RuntimeError(f"request {i} failed: {response.status}")
                     headers = response.headers
                 model = played[headers["x-fleetroute-pool"]]
-                run.chosen.append(model)
-                run.joules.append(float(headers.get("x-fleetroute-energy-joules", "0")))
                 kept = model == step.model
+                joules = float(headers.get("x-fleetroute-energy-joules", "0"))
+                answers[i] = (model, joules, kept)
+                if kept and feedback:
+                    delay = rng.uniform(0.0, args.max_delay)
+                    decision = headers["x-fleetroute-decision-id"]
+                    graders.append(asyncio.create_task(grade(decision, step.reward, delay)))
+                progress.advance()
+
+            # Open loop: requests leave on schedule, whatever the answers take.
+            loop = asyncio.get_running_loop()
+            start, sending = loop.time(), []
+            for i, step in enumerate(steps):
+                await asyncio.sleep(max(0.0, start + i / args.rate - loop.time()))
+                sending.append(asyncio.create_task(send(i, step)))
+            await asyncio.gather(*sending)
+            for step, answer in zip(steps, answers, strict=True):
+                assert answer is not None  # noqa: S101 (every send finished or raised)
+                model, joules, kept = answer
+                run.chosen.append(model)
+                run.joules.append(joules)
                 run.kept.append(kept)
                 if kept:
                     run.rewards.append(step.reward)
-                    if feedback:
-                        delay = rng.uniform(0.0, args.max_delay)
-                        decision = headers["x-fleetroute-decision-id"]
-                        graders.append(asyncio.create_task(grade(decision, step.reward, delay)))
-                progress.advance()
             await asyncio.gather(*graders)
     finally:
         for task in graders:
