@@ -163,13 +163,21 @@ class RoutingCore:
             arms = list(self.guard.admissible(arms, policy.slo))
         with span("fleetroute.decide"):
             choice = selector.choose(features.vector, arms, weights)
-        pool = fleet.pools[choice.arm]
+        # The chosen pool first; if none of its endpoints is healthy (breakers open), the next
+        # best arm's, so one broken pool does not fail requests another could serve.
+        ranked = sorted(arms, key=lambda a: -choice.scores.get(a.pool, float("-inf")))
+        order = [choice.arm, *(a.pool for a in ranked if a.pool != choice.arm)]
+        pick = None
         with span("fleetroute.pick_endpoint"):
-            pick = self.endpoints.choose(
-                pool, request, slo_ttft_s=_ttft_slo(policy), include_unready=fail_open
-            )
+            for name in order:
+                pool = fleet.pools[name]
+                pick = self.endpoints.choose(
+                    pool, request, slo_ttft_s=_ttft_slo(policy), include_unready=fail_open
+                )
+                if pick is not None:
+                    break
         if pick is None:
-            raise errors.NoCapacity(f"pool {pool.name} has no healthy ready endpoint")
+            raise errors.NoCapacity(f"no healthy ready endpoint serves {request.model!r}")
         endpoint = pick.address
         prefill_pool, prefill_endpoint = self._prefill(fleet, pool, policy, features, request, pick)
         decision = Decision(

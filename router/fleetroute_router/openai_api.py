@@ -62,21 +62,36 @@ def usage_of(document: Mapping[str, Any]) -> Usage | None:
     )
 
 
+MAX_SSE_LINE = 1 << 20
+
+
 class StreamUsage:
     """Follows an SSE response chunk by chunk: counts events and keeps the last usage seen.
 
-    Cheap on the hot path: a chunk is parsed only when it mentions usage.
+    Cheap on the hot path: a chunk is parsed only when it mentions usage. A line longer than
+    MAX_SSE_LINE is not kept (nor re-joined on every chunk): it is dropped, and counted in
+    `oversized`.
     """
 
     def __init__(self) -> None:
         self.events = 0
         self.usage: Usage | None = None
+        self.oversized = 0
         self._tail = b""
+        self._skipping = False
 
     def feed(self, chunk: bytes) -> None:
-        data = self._tail + chunk
+        if self._skipping:  # inside an oversized line: wait for its end
+            end = chunk.find(b"\n")
+            if end < 0:
+                return
+            self._skipping, chunk = False, chunk[end + 1 :]
+        data = self._tail + chunk if self._tail else chunk
         lines = data.split(b"\n")
         self._tail = lines.pop()
+        if len(self._tail) > MAX_SSE_LINE:
+            self._tail, self._skipping = b"", True
+            self.oversized += 1
         for line in lines:
             if not line.startswith(b"data:"):
                 continue
