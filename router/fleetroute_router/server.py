@@ -21,6 +21,8 @@ OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.so_reuseport", 0),
 ]
+# Calls handled at once; beyond it gRPC answers RESOURCE_EXHAUSTED instead of queueing unbounded.
+MAX_CONCURRENT_RPCS = 4096
 
 
 class RouterServer:
@@ -29,7 +31,11 @@ class RouterServer:
     def __init__(self, dataplane: DataPlane, address: str) -> None:
         self.address = address
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
-        self._server = grpc.aio.server(interceptors=[DomainErrors()], options=OPTIONS)
+        self._server = grpc.aio.server(
+            interceptors=[DomainErrors()],
+            options=OPTIONS,
+            maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
+        )
         router_pb2_grpc.add_RouterServicer_to_server(RouterService(dataplane), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(

@@ -16,6 +16,9 @@ SERVICE_NAME = "envoy.service.ext_proc.v3.ExternalProcessor"
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 # Room for the ProcessingRequest around a body chunk (headers, metadata, framing).
 MESSAGE_OVERHEAD_BYTES = 1024 * 1024
+# Streams served at once (one per HTTP request through Envoy); beyond it gRPC answers
+# RESOURCE_EXHAUSTED at once instead of queueing without bound.
+MAX_CONCURRENT_STREAMS = 4096
 
 
 class ExtProcServer:
@@ -34,10 +37,11 @@ class ExtProcServer:
         # the processor's own body limit (413) could answer.
         receive_limit = max_body_bytes + MESSAGE_OVERHEAD_BYTES
         self._server = grpc.aio.server(
+            maximum_concurrent_rpcs=MAX_CONCURRENT_STREAMS,
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", receive_limit),
-            ]
+            ],
         )
         self.processor = ExternalProcessor(dataplane, max_body_bytes)
         ext_grpc.add_ExternalProcessorServicer_to_server(self.processor, self._server)
