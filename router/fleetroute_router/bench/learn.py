@@ -344,12 +344,15 @@ def plot(path: Path, result: dict[str, Any], *runs: Run | None) -> None:
     for run in runs:
         if run is not None and run.rewards:
             axes.plot(run.curve(), label=f"{run.label} ({run.mean_reward():.3f})")
-    for key, label in (
-        ("random_mean_reward", "random"),
-        ("best_single_mean_reward", f"best single ({result['best_single_model']})"),
-        ("oracle_mean_reward", "oracle"),
+    for key, label, style in (
+        ("random_mean_reward", "random", ":"),
+        ("best_single_mean_reward", f"best single ({result['best_single_model']})", "--"),
+        ("oracle_mean_reward", "oracle", "-."),
     ):
-        axes.axhline(result[key], linestyle="--", linewidth=0.8, label=f"{label} {result[key]:.3f}")
+        value = result[key]
+        axes.axhline(
+            value, color="grey", linestyle=style, linewidth=0.9, label=f"{label} {value:.3f}"
+        )
     axes.set_xlabel("kept (graded) steps")
     axes.set_ylabel("mean reward so far")
     axes.set_title(
