@@ -20,7 +20,14 @@ __all__ = [
     "apply_failed",
     "parse_spec",
 ]
-from fleetroute_operator import conditions, labels, pool_status, router_config, workloads
+from fleetroute_operator import (
+    conditions,
+    labels,
+    ownership,
+    pool_status,
+    router_config,
+    workloads,
+)
 from fleetroute_operator.capacity import NodeFacts, PoolCapacity, pool_capacity
 from fleetroute_operator.kube import Kube, selector_string
 from fleetroute_operator.router_stats import ArmSummary
@@ -104,9 +111,21 @@ def modelpool(kube: Kube, body: Body, gpu_pool: GpuPoolView | None) -> dict[str,
             False, "GPUPoolNotFound", f"GPUPool {spec.deploy.gpu_pool} does not exist"
         )
         return _status(body, verdict, spec.deploy.replicas, 0, [], None)
-    kube.apply(workloads.build_deployment(body, spec, gpu_pool.name, gpu_pool.spec))
-    kube.apply(workloads.build_service(body, spec))
-    deployment = kube.get("apps/v1", "Deployment", meta["name"], meta["namespace"]) or {}
+    manifests = [
+        workloads.build_deployment(body, spec, gpu_pool.name, gpu_pool.spec),
+        workloads.build_service(body, spec),
+    ]
+    existing = [
+        kube.get(m["apiVersion"], m["kind"], meta["name"], meta["namespace"]) for m in manifests
+    ]
+    refused = [c for found in existing if (c := ownership.conflict(found, body))]
+    if refused:
+        verdict = pool_status.Verdict(False, "NameConflict", "; ".join(refused))
+        return _status(body, verdict, spec.deploy.replicas, 0, [], gpu_pool.spec.product)
+    deployment, _ = [
+        kube.apply(_guarded(manifest, found))
+        for manifest, found in zip(manifests, existing, strict=True)
+    ]
     pods = kube.list("v1", "Pod", meta["namespace"], f"{labels.MODELPOOL}={meta['name']}")
     ready = int((deployment.get("status") or {}).get("readyReplicas") or 0)
     verdict = pool_status.deployed_verdict(
@@ -114,6 +133,16 @@ def modelpool(kube: Kube, body: Body, gpu_pool: GpuPoolView | None) -> dict[str,
     )
     endpoints = pool_status.pod_endpoints(pods, spec.deploy.port)
     return _status(body, verdict, spec.deploy.replicas, ready, endpoints, gpu_pool.spec.product)
+
+
+def _guarded(manifest: dict[str, Any], existing: Body | None) -> dict[str, Any]:
+    """The manifest with the uid of the object checked above, when there was one: the API server
+    then refuses the apply (409, retried) if that object was replaced in between by someone
+    else's."""
+    uid = ((existing or {}).get("metadata") or {}).get("uid")
+    if not uid:
+        return manifest
+    return {**manifest, "metadata": {**manifest["metadata"], "uid": uid}}
 
 
 def apply_failed(body: Body, message: str) -> dict[str, Any]:
