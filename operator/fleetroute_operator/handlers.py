@@ -265,3 +265,19 @@ def _configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.WARNING
     settings.watching.server_timeout = 270
     settings.execution.max_workers = 8
+    _set_api_timeouts(settings)
+
+
+# kopf's own API calls: kopf waits 5 minutes for a short request and forever for a watch by
+# default, so a hung API server would freeze every watch and the patches of handler results.
+REQUEST_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _set_api_timeouts(settings: kopf.OperatorSettings) -> None:
+    """Bound kopf's requests and watches (the watch's client timeout a little past the server's,
+    which ends a healthy watch first)."""
+    settings.networking.request_timeout = REQUEST_TIMEOUT_S
+    settings.networking.connect_timeout = CONNECT_TIMEOUT_S
+    settings.watching.connect_timeout = CONNECT_TIMEOUT_S
+    settings.watching.client_timeout = (settings.watching.server_timeout or 270) + 30
