@@ -109,7 +109,7 @@ class ExternalProcessor(ext_grpc.ExternalProcessorServicer):  # type: ignore[mis
 
     def _route(self, exchange: _Exchange) -> list[ext.ProcessingResponse]:
         try:
-            body = json.loads(bytes(exchange.body))
+            body = openai_api.load_body(bytes(exchange.body))
             if not isinstance(body, dict) or not isinstance(body.get("model"), str):
                 raise errors.InvalidRequest("body must be a JSON object with a model")
             info = RequestInfo(
@@ -123,7 +123,7 @@ class ExternalProcessor(ext_grpc.ExternalProcessorServicer):  # type: ignore[mis
             with telemetry.request("POST", path, exchange.headers):  # traceparent from Envoy
                 telemetry.requested(model=info.model, operation="chat", stream=info.stream)
                 flight = self.dataplane.route(info, request_id, path)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except ValueError:  # not JSON, not UTF-8, or nested too deep
             return [
                 messages.immediate(
                     400, "body is not valid JSON", "invalid_request_error", "invalid_request"
@@ -182,7 +182,7 @@ class ExternalProcessor(ext_grpc.ExternalProcessorServicer):  # type: ignore[mis
 
     def _fails_open(self, exchange: _Exchange) -> bool:
         try:
-            model = json.loads(bytes(exchange.body)).get("model")
+            model = openai_api.load_body(bytes(exchange.body)).get("model")
         except (ValueError, AttributeError):
             return False
         policy = self.dataplane.core.fleet.policies.get(model)

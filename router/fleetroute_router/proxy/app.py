@@ -119,7 +119,7 @@ class ProxyServer:
     async def _route(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         try:
-            body = json.loads(raw)
+            body = openai_api.load_body(raw)
         except ValueError as error:
             raise errors.InvalidRequest(f"body is not valid JSON: {error}") from None
         if not isinstance(body, dict):
