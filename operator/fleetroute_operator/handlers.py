@@ -235,29 +235,36 @@ def resync(
     """The periodic refresh of GPUPool, ModelPool and RoutingPolicy status, and of the router
     config (so a ConfigMap deleted by hand comes back)."""
     observed = telemetry or OperatorTelemetry()
-    return Resync(
-        state.kube,
-        memo,
-        indices,
-        (
-            Refresh("GPUPool", "index_gpupools", observed.reconciler("GPUPool", gpupool_status)),
-            Refresh(
-                "ModelPool",
-                "index_modelpools",
-                observed.reconciler("ModelPool", modelpool_reconcile),
-            ),
-            Refresh(
-                "RoutingPolicy",
-                "index_policies",
-                observed.reconciler("RoutingPolicy", policy_status),
-            ),
+    refreshes: tuple[Refresh, ...] = (
+        Refresh("GPUPool", "index_gpupools", observed.reconciler("GPUPool", gpupool_status)),
+        Refresh(
+            "ModelPool",
+            "index_modelpools",
+            observed.reconciler("ModelPool", modelpool_reconcile),
         ),
-        observed.reconciler("RouterConfig", router_config),
+        Refresh(
+            "RoutingPolicy",
+            "index_policies",
+            observed.reconciler("RoutingPolicy", policy_status),
+        ),
+    )
+    if state.settings.namespaces:
+        # A namespace-scoped operator sees only its namespaces' pods, so its GPU allocation
+        # figures are partial: it leaves GPUPool status (cluster-scoped) to a cluster-wide one.
+        refreshes = tuple(r for r in refreshes if r.kind != "GPUPool")
+    return Resync(
+        state.kube, memo, indices, refreshes, observed.reconciler("RouterConfig", router_config)
     )
 
 
-def _configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """Keep kopf's bookkeeping in our own annotations, and post events only for problems."""
+def _configure(settings: kopf.OperatorSettings, memo: kopf.Memo | None = None, **_: Any) -> None:
+    """Keep kopf's bookkeeping in our own annotations, and post events only for problems.
+
+    Namespace-scoped, kopf serves exactly the given namespaces and the CRDs present at start
+    (no scanning), so that it needs no cluster-wide list or watch of namespaces and CRDs.
+    """
+    if memo is not None and _state(memo).settings.namespaces:
+        settings.scanning.disabled = True
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"

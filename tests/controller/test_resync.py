@@ -57,6 +57,19 @@ def test_one_pass_writes_every_status_and_the_router_config(
     assert [m["kind"] for m in kube.applied].count("ConfigMap") == 1
 
 
+def test_a_namespace_scoped_operator_leaves_gpupool_status_alone(
+    example_objects: list[dict[str, Any]],
+) -> None:
+    """It sees only its namespaces' pods, so its GPU allocation would be partial."""
+    kube = FakeKube()
+    state = handlers.State(kube, Settings(namespaces=("llm",)))
+    handlers.resync(state, kopf.Memo(state=state), _indices(example_objects)).once()
+    kinds = [kind for kind, _, _ in kube.status_patches]
+    assert kinds.count("GPUPool") == 0
+    assert kinds.count("ModelPool") == 5
+    assert kinds.count("RoutingPolicy") == 1
+
+
 def _settle(indices: dict[str, Any], patches: list[tuple[str, str, dict[str, Any]]]) -> None:
     """Put written statuses into the indexed bodies, as the next watch event would."""
     kinds = {"index_gpupools": "GPUPool", "index_modelpools": "ModelPool"}

@@ -130,14 +130,3 @@ def test_a_reconcile_on_a_hung_api_server_is_retried_later(
     )
     assert isinstance(error, kopf.TemporaryError), error
     assert "timed out" in str(error).lower()
-
-
-def test_kopfs_own_api_calls_are_bounded() -> None:
-    settings = kopf.OperatorSettings()
-    handlers._configure(settings=settings)
-    assert settings.networking.request_timeout == handlers.REQUEST_TIMEOUT_S
-    assert settings.networking.connect_timeout == handlers.CONNECT_TIMEOUT_S
-    assert settings.watching.connect_timeout == handlers.CONNECT_TIMEOUT_S
-    server_timeout = settings.watching.server_timeout
-    assert server_timeout is not None
-    assert settings.watching.client_timeout == server_timeout + 30
