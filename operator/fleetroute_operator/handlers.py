@@ -104,6 +104,7 @@ def gpupool_status(
     try:
         status = reconcile.gpupool_status(body, _flat(index_nodes), index_gpu_pods)
     except reconcile.InvalidSpec as error:
+        _patch_status(body, patch, reconcile.invalid_spec(body, str(error)))
         raise kopf.PermanentError(str(error)) from error
     _patch_status(body, patch, status)
 
@@ -136,6 +137,7 @@ def modelpool_reconcile(
     try:
         status = reconcile.modelpool(state.kube, body, gpu_pool)
     except reconcile.InvalidSpec as error:
+        _patch_status(body, patch, reconcile.invalid_spec(body, str(error)))
         raise kopf.PermanentError(f"invalid ModelPool: {error}") from error
     except ApiError as error:
         if error.retriable:
@@ -162,6 +164,7 @@ def policy_status(
     try:
         status = reconcile.routingpolicy_status(body, pools, learned)
     except reconcile.InvalidSpec as error:
+        _patch_status(body, patch, reconcile.invalid_spec(body, str(error)))
         raise kopf.PermanentError(f"invalid RoutingPolicy: {error}") from error
     _patch_status(body, patch, status)
 

@@ -53,6 +53,19 @@ def parse_spec(model: type[Spec], body: Body) -> Spec:
         raise InvalidSpec(details) from error
 
 
+def invalid_spec(body: Body, message: str) -> dict[str, Any]:
+    """Status of an object whose spec the API server took but the operator cannot use: the
+    previous status with Ready=False, reason InvalidSpec, naming the fields."""
+    generation = body.get("metadata", {}).get("generation")
+    previous = body.get("status") or {}
+    verdict = conditions.condition(conditions.READY, False, "InvalidSpec", message, generation)
+    return {
+        **previous,
+        "observedGeneration": generation,
+        "conditions": conditions.merge(previous.get("conditions") or [], [verdict]),
+    }
+
+
 def gpupool_status(
     body: Body, nodes: Iterable[NodeFacts], held: Mapping[str, Iterable[Mapping[str, int]]]
 ) -> dict[str, Any]:

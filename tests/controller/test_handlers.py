@@ -109,15 +109,20 @@ def test_modelpool_handler_applies_and_patches(example_objects: list[dict[str, A
 def test_invalid_modelpool_is_a_permanent_error(example_objects: list[dict[str, Any]]) -> None:
     body = with_identity(next(o for o in example_objects if o["metadata"]["name"] == "llama-8b-l4"))
     body["spec"]["role"] = "sideways"
+    patch = kopf.Patch()
     with pytest.raises(kopf.PermanentError, match=r"invalid ModelPool: spec\.role"):
         handlers.modelpool_reconcile(
             body=kopf.Body(body),
-            patch=kopf.Patch(),
+            patch=patch,
             memo=_memo(FakeKube()),
             index_gpupools={},
             index_nodes={},
             index_gpu_pods={},
         )
+    # The status says so too, for `kubectl get`.
+    (ready,) = patch["status"]["conditions"]
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert ready["message"].startswith("spec.role: ")
 
 
 def test_router_config_handler_writes_the_configmap(example_objects: list[dict[str, Any]]) -> None:

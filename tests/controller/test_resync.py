@@ -101,8 +101,13 @@ def test_one_failing_object_does_not_stop_the_others(example_objects: list[dict[
     ]
     kube = FakeKube()
     _resync(kube, indices).once()
-    names = {n for k, n, _ in kube.status_patches if k == "GPUPool"}
-    assert names == {"h100", "l4", "a10g"}
+    written = {n: s for k, n, s in kube.status_patches if k == "GPUPool"}
+    assert set(written) == {"h100", "l4", "a10g", "broken"}
+    # The broken one's status says why (the API server would have refused it, kopf's cache not).
+    (ready,) = written["broken"]["conditions"]
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert "spec.power" in ready["message"]
+    assert written["h100"]["conditions"][0]["reason"] == "NodesFound"
 
 
 async def test_run_waits_for_the_indexes_then_repeats() -> None:
