@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 
 settings.register_profile(
@@ -20,6 +20,8 @@ settings.register_profile(
     database=None,
     deadline=None,
     print_blob=True,
+    # No explain phase: it reruns a failure hundreds of times to annotate lines, minutes here.
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.target, Phase.shrink],
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 settings.register_profile("explore", parent=settings.get_profile("ci"), derandomize=False)
