@@ -29,7 +29,7 @@ from fleetroute_operator import (
     workloads,
 )
 from fleetroute_operator.capacity import NodeFacts, PoolCapacity, pool_capacity
-from fleetroute_operator.kube import Kube, selector_string
+from fleetroute_operator.kube import ApiError, Kube, selector_string
 from fleetroute_operator.router_stats import ArmSummary
 
 Body = Mapping[str, Any]
@@ -136,7 +136,7 @@ def modelpool(kube: Kube, body: Body, gpu_pool: GpuPoolView | None) -> dict[str,
         verdict = pool_status.Verdict(False, "NameConflict", "; ".join(refused))
         return _status(body, verdict, spec.deploy.replicas, 0, [], gpu_pool.spec.product)
     deployment, _ = [
-        kube.apply(_guarded(manifest, found))
+        _apply_guarded(kube, manifest, found)
         for manifest, found in zip(manifests, existing, strict=True)
     ]
     pods = kube.list("v1", "Pod", meta["namespace"], f"{labels.MODELPOOL}={meta['name']}")
@@ -148,14 +148,24 @@ def modelpool(kube: Kube, body: Body, gpu_pool: GpuPoolView | None) -> dict[str,
     return _status(body, verdict, spec.deploy.replicas, ready, endpoints, gpu_pool.spec.product)
 
 
-def _guarded(manifest: dict[str, Any], existing: Body | None) -> dict[str, Any]:
-    """The manifest with the uid of the object checked above, when there was one: the API server
-    then refuses the apply (409, retried) if that object was replaced in between by someone
-    else's."""
+def _apply_guarded(kube: Kube, manifest: dict[str, Any], existing: Body | None) -> dict[str, Any]:
+    """Apply with the uid of the object checked above, when there was one: the API server then
+    refuses the apply (422, metadata.uid is immutable) if that object was replaced in between by
+    another, and the reconcile is retried, so the next check sees the newcomer."""
     uid = ((existing or {}).get("metadata") or {}).get("uid")
     if not uid:
-        return manifest
-    return {**manifest, "metadata": {**manifest["metadata"], "uid": uid}}
+        return kube.apply(manifest)
+    try:
+        return kube.apply({**manifest, "metadata": {**manifest["metadata"], "uid": uid}})
+    except ApiError as error:
+        if error.status == 422 and "metadata.uid" in str(error):
+            raise ApiError(
+                f"{manifest['kind']} {manifest['metadata']['name']} was replaced since it was "
+                f"checked: {error}",
+                status=409,
+                retriable=True,
+            ) from error
+        raise
 
 
 def apply_failed(body: Body, message: str) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import pytest
 from fleetroute.crds import GPUPoolSpec
 from fleetroute_operator import conditions, labels, reconcile
 from fleetroute_operator.capacity import PoolCapacity, node_facts, pod_requests
+from fleetroute_operator.kube import ApiError
 from tests.controller.fakes import FakeKube, node, pod, with_identity
 
 H100 = "NVIDIA-H100-80GB-HBM3"
@@ -360,3 +361,29 @@ def test_applying_over_our_own_objects_carries_their_uid(
     reconcile.modelpool(kube, body, _gpu_pool(example_objects, "l4", 16, 16))
     assert [m["metadata"].get("uid") for m in kube.applied] == ["Deployment-uid", "Service-uid"]
     assert [m["metadata"]["ownerReferences"][0]["uid"] for m in kube.applied] == ["uid-1"] * 2
+
+
+class ReplacingKube(FakeKube):
+    """A Kube whose objects were replaced since they were read: applies carrying the old uid are
+    refused as the API server refuses them."""
+
+    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        if manifest["metadata"].get("uid"):
+            raise ApiError(
+                f'{manifest["kind"]} "x" is invalid: metadata.uid: Invalid value: "u": '
+                "field is immutable",
+                status=422,
+                retriable=False,
+            )
+        return super().apply(manifest)
+
+
+def test_an_object_replaced_after_the_check_makes_the_reconcile_retry(
+    example_objects: list[dict[str, Any]],
+) -> None:
+    kube = ReplacingKube()
+    body = _example(example_objects, "llama-8b-l4")
+    kube.seed(_foreign("Deployment", "llama-8b-l4", ownerReferences=[_controller(body)]))
+    with pytest.raises(ApiError, match="was replaced since it was checked") as raised:
+        reconcile.modelpool(kube, body, _gpu_pool(example_objects, "l4", 16, 16))
+    assert raised.value.retriable
