@@ -35,8 +35,13 @@ def describe_owner(obj: Manifest) -> str:
     if ref is not None:
         return f"controlled by {ref.get('kind')} {ref.get('name')} (uid {ref.get('uid')})"
     meta = obj.get("metadata") or {}
+    # Who wrote the object itself, not its status (the controllers that report on it).
     managers = sorted(
-        {str(m["manager"]) for m in meta.get("managedFields") or [] if m.get("manager")}
+        {
+            str(m["manager"])
+            for m in meta.get("managedFields") or []
+            if m.get("manager") and not m.get("subresource")
+        }
     )
     managed_by = (meta.get("labels") or {}).get("app.kubernetes.io/managed-by")
     parts = ["no controller"]

@@ -292,7 +292,14 @@ def test_a_same_named_deployment_we_did_not_create_is_refused(
             "Deployment",
             "llama-8b-l4",
             labels={"app.kubernetes.io/managed-by": "Helm"},
-            managedFields=[{"manager": "helm", "operation": "Update"}],
+            managedFields=[
+                {"manager": "helm", "operation": "Update"},
+                {
+                    "manager": "kube-controller-manager",
+                    "operation": "Update",
+                    "subresource": "status",
+                },
+            ],
         )
     )
     status = reconcile.modelpool(kube, body, _gpu_pool(example_objects, "l4", 16, 16))
