@@ -202,6 +202,18 @@ def test_a_same_named_deployment_it_did_not_create_is_refused(
     assert "ownerReferences" not in after["metadata"]
     assert after["spec"] == before["spec"]
     assert get(cluster, "service", "taken", WATCHED) is None
+
+    # kopf posted the refusal as a Warning event of the ModelPool (events: create in the Role).
+    def warned() -> bool:
+        events = cluster.kubectl_json(
+            "get", "events", "-n", WATCHED, "--field-selector", "involvedObject.name=taken"
+        )
+        return any(
+            e["type"] == "Warning" and "already exists and is not owned" in e["message"]
+            for e in events["items"]
+        )
+
+    wait_for("a Warning event of ModelPool taken", warned, timeout=30)
     # Deleting the ModelPool leaves the Deployment it never owned.
     cluster.kubectl("delete", "modelpool", "taken", "-n", WATCHED, "--wait=true")
     assert get(cluster, "deployment", "taken", WATCHED) is not None

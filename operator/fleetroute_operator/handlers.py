@@ -10,7 +10,7 @@ from typing import Any
 import kopf
 
 from fleetroute.crds import GROUP, VERSION
-from fleetroute_operator import reconcile, router_stats
+from fleetroute_operator import conditions, reconcile, router_stats
 from fleetroute_operator.capacity import NodeFacts, node_facts, pod_requests, pool_capacity
 from fleetroute_operator.kube import ApiError, Kube
 from fleetroute_operator.resync import Refresh, Resync
@@ -119,9 +119,14 @@ def modelpool_reconcile(
     index_gpupools: kopf.Index[str, dict[str, Any]],
     index_nodes: kopf.Index[str, NodeFacts],
     index_gpu_pods: kopf.Index[str, dict[str, int]],
+    logger: logging.Logger | kopf.Logger | None = None,
     **_: Any,
 ) -> None:
-    """Apply the pool's workloads (idempotent, server-side apply) and refresh its status."""
+    """Apply the pool's workloads (idempotent, server-side apply) and refresh its status.
+
+    A refused takeover (NameConflict) is also logged as a warning when kopf runs the handler
+    on a change, which kopf posts as an event of the ModelPool; the periodic resync, which
+    passes no logger, does not repeat it."""
     state = _state(memo)
     state.indexed.set()
     gpu_pool = None
@@ -143,6 +148,9 @@ def modelpool_reconcile(
         if error.retriable:
             raise kopf.TemporaryError(str(error), delay=RETRY_DELAY_S) from error
         status = reconcile.apply_failed(body, str(error))
+    ready = conditions.find(status.get("conditions") or [], conditions.READY)
+    if logger is not None and ready is not None and ready.get("reason") == "NameConflict":
+        logger.warning(ready["message"])
     _patch_status(body, patch, status)
 
 
@@ -273,6 +281,9 @@ def _configure(settings: kopf.OperatorSettings, memo: kopf.Memo | None = None, *
         prefix=GROUP, key="last-handled-configuration"
     )
     settings.posting.level = logging.WARNING
+    # kopf (1.45) posts no log message as an event unless told to: warnings and errors of
+    # the handlers, kopf's own included, become events of their objects.
+    settings.posting.loggers = True
     settings.watching.server_timeout = 270
     settings.execution.max_workers = 8
     _set_api_timeouts(settings)

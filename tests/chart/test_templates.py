@@ -51,6 +51,7 @@ ALL_OPTIONS: dict[str, Any] = {
         "healthPort": 9090,
         "metricsPort": 9091,
         "routerAddress": "router.elsewhere:50051",
+        "watchNamespaces": ["team-a", "team-b"],
         "serviceAccount": {"name": "op", "annotations": {"a": "b"}},
         "resources": {"requests": {"cpu": 1}},
         "podAnnotations": {"note": "kept"},
@@ -83,6 +84,11 @@ ALL_OPTIONS: dict[str, Any] = {
             }
         ],
         "priorityClassName": "high",
+    },
+    "networkPolicy": {
+        "routerClients": [{"namespaceSelector": {"matchLabels": {"team": "ml"}}}],
+        "prometheus": [{"ipBlock": {"cidr": "10.2.0.0/16"}}],
+        "modelServerNamespaces": ["llm"],
     },
     "metrics": {"serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"r": "p"}}},
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import kopf
@@ -202,3 +203,41 @@ def test_the_first_handler_run_marks_the_indexes_complete(
         index_gpupools={},
     )
     assert state.indexed.is_set()
+
+
+def _foreign_deployment_kube() -> FakeKube:
+    kube = FakeKube()
+    kube.seed(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "llama-70b-decode", "namespace": "llm", "uid": "theirs"},
+        }
+    )
+    return kube
+
+
+@pytest.mark.parametrize("with_logger", [True, False], ids=["kopf-event", "resync"])
+def test_a_refused_takeover_is_logged_once_as_a_warning(
+    example_objects: list[dict[str, Any]], caplog: pytest.LogCaptureFixture, with_logger: bool
+) -> None:
+    h100 = next(o for o in example_objects if o["metadata"]["name"] == "h100")
+    patch = kopf.Patch()
+    logger = logging.getLogger("fleetroute-test-modelpool")
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        handlers.modelpool_reconcile(
+            body=_body(example_objects, "llama-70b-decode"),
+            patch=patch,
+            memo=_memo(_foreign_deployment_kube()),
+            index_gpupools=_index({"h100": h100}),
+            index_nodes={},
+            index_gpu_pods={},
+            **({"logger": logger} if with_logger else {}),
+        )
+    assert patch["status"]["conditions"][0]["reason"] == "NameConflict"
+    warnings = [r.getMessage() for r in caplog.records if r.name == logger.name]
+    if with_logger:
+        (message,) = warnings
+        assert message.startswith("Deployment llm/llama-70b-decode already exists")
+    else:
+        assert warnings == []

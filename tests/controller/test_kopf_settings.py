@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import kopf
 
 from fleetroute_operator import handlers
@@ -27,3 +29,11 @@ def test_namespace_scoped_kopf_does_not_scan_namespaces_or_crds() -> None:
         state = handlers.State(FakeKube(), Settings(namespaces=namespaces))
         handlers._configure(settings=settings, memo=kopf.Memo(state=state))
         assert settings.scanning.disabled is scanning_disabled
+
+
+def test_warnings_and_errors_are_posted_as_events() -> None:
+    settings = kopf.OperatorSettings()
+    handlers._configure(settings=settings)
+    assert settings.posting.enabled
+    assert settings.posting.loggers
+    assert settings.posting.level == logging.WARNING
