@@ -259,7 +259,7 @@ def resync(
             observed.reconciler("RoutingPolicy", policy_status),
         ),
     )
-    if state.settings.namespaces:
+    if not state.settings.gpupool_status:
         # A namespace-scoped operator sees only its namespaces' pods, so its GPU allocation
         # figures are partial: it leaves GPUPool status (cluster-scoped) to a cluster-wide one.
         refreshes = tuple(r for r in refreshes if r.kind != "GPUPool")

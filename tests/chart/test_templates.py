@@ -232,6 +232,7 @@ def test_rbac_is_the_written_expectation_without_wildcards_or_secrets(defaults: 
     ]
     assert pod_spec(defaults, OPERATOR)["serviceAccountName"] == OPERATOR
     assert not [a for a in args(defaults, OPERATOR, "operator") if a.startswith("--namespace")]
+    assert "--no-gpupool-status" not in args(defaults, OPERATOR, "operator")
 
 
 WATCHED = ["team-a", "team-b"]
@@ -266,6 +267,7 @@ def test_namespace_scoped_rbac_is_the_written_expectation(helm: Helm) -> None:
         "--namespace=team-a",
         "--namespace=team-b",
     ]
+    assert "--no-gpupool-status" in operator_args
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 import kopf
+import pytest
 
 from fleetroute_operator import handlers
 from fleetroute_operator.capacity import node_facts
@@ -57,15 +58,23 @@ def test_one_pass_writes_every_status_and_the_router_config(
     assert [m["kind"] for m in kube.applied].count("ConfigMap") == 1
 
 
-def test_a_namespace_scoped_operator_leaves_gpupool_status_alone(
-    example_objects: list[dict[str, Any]],
+@pytest.mark.parametrize(
+    ("settings", "gpupools"),
+    [
+        pytest.param(Settings(namespaces=("llm",)), 3, id="namespaces"),
+        pytest.param(Settings(namespaces=("llm",), gpupool_status=False), 0, id="no-gpupools"),
+    ],
+)
+def test_gpupool_status_can_be_left_to_another_operator(
+    example_objects: list[dict[str, Any]], settings: Settings, gpupools: int
 ) -> None:
-    """It sees only its namespaces' pods, so its GPU allocation would be partial."""
+    """A namespace-scoped operator sees only its namespaces' pods: its GPU allocation would be
+    partial, so the chart runs it with --no-gpupool-status."""
     kube = FakeKube()
-    state = handlers.State(kube, Settings(namespaces=("llm",)))
+    state = handlers.State(kube, settings)
     handlers.resync(state, kopf.Memo(state=state), _indices(example_objects)).once()
     kinds = [kind for kind, _, _ in kube.status_patches]
-    assert kinds.count("GPUPool") == 0
+    assert kinds.count("GPUPool") == gpupools
     assert kinds.count("ModelPool") == 5
     assert kinds.count("RoutingPolicy") == 1
 
