@@ -101,18 +101,20 @@ def release(cluster: Cluster, helm: Helm) -> Iterator[str]:
 def operator(
     cluster: Cluster, release: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    """`fleetroute operator --namespace WATCHED` with the token of the chart's ServiceAccount."""
+    """The operator with the scope arguments the chart gives it, and the token of the chart's
+    ServiceAccount."""
     directory = tmp_path_factory.mktemp("operator-ns")
     kubeconfig = chart_support.service_account_kubeconfig(
         cluster, SERVICE_ACCOUNT, NAMESPACE, directory / "kubeconfig"
     )
+    # The scope arguments of the chart's operator Deployment, as installed.
+    deployment = get(cluster, "deployment", f"{RELEASE}-operator", NAMESPACE)
+    assert deployment is not None
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    scope = [a for a in container["args"] if a.startswith(("--namespace", "--no-gpupool-status"))]
+    assert scope == [f"--namespace={WATCHED}", "--no-gpupool-status"]
     process = OperatorProcess(
-        kubeconfig,
-        directory / "operator.log",
-        "--router-config-namespace",
-        NAMESPACE,
-        "--namespace",
-        WATCHED,
+        kubeconfig, directory / "operator.log", "--router-config-namespace", NAMESPACE, *scope
     )
     _apply(
         cluster,
