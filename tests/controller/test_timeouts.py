@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -9,6 +11,8 @@ from typing import Any
 
 import kopf
 import pytest
+from kopf._cogs.clients import api, auth  # kopf's request, as its watchers and patches use it
+from kopf._cogs.structs import credentials
 from kubernetes import client as k8s_client
 
 from fleetroute_operator import handlers
@@ -130,3 +134,31 @@ def test_a_reconcile_on_a_hung_api_server_is_retried_later(
     )
     assert isinstance(error, kopf.TemporaryError), error
     assert "timed out" in str(error).lower()
+
+
+async def test_kopfs_own_requests_to_a_hung_api_server_fail(hung: HungServer) -> None:
+    """kopf bounds a request by settings.networking.request_timeout, which the operator sets
+    (to 30 s; shortened here), instead of its default of 5 minutes."""
+    settings = kopf.OperatorSettings()
+    handlers._configure(settings=settings)
+    assert settings.networking.request_timeout == handlers.REQUEST_TIMEOUT_S
+    settings.networking.request_timeout = TIMEOUT_S
+    context = auth.APIContext(credentials.ConnectionInfo(server=f"http://127.0.0.1:{hung.port}"))
+    try:
+        task = asyncio.ensure_future(
+            api.request(
+                "get",
+                "/api/v1/namespaces/llm/pods",
+                settings=settings,
+                backoffs=[],  # kopf's own retries (settings.networking.error_backoffs) are finite
+                context=context,
+                logger=logging.getLogger(__name__),
+            )
+        )
+        done, _ = await asyncio.wait([task], timeout=GUARD_S)
+        assert task in done, "kopf's request never returned"
+        with pytest.raises(TimeoutError):
+            task.result()
+    finally:
+        await context.session.close()
+    assert len(hung.accepted) == 1
