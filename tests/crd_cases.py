@@ -50,6 +50,13 @@ INVALID: list[tuple[str, str, str, Mutation, str]] = [
     (
         "ModelPool",
         "llama-8b-l4",
+        "non-root-as-uid-0",
+        lambda o: o["spec"]["deploy"].update(runAsNonRoot=True, runAsUser=0),
+        "runAsUser 0 is root",
+    ),
+    (
+        "ModelPool",
+        "llama-8b-l4",
         "neither-deploy-nor-adopt",
         _delete("spec.deploy"),
         "exactly one of deploy or adopt",

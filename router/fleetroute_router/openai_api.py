@@ -14,6 +14,28 @@ COMPLETIONS_PATH = "/v1/completions"
 MODELS_PATH = "/v1/models"
 
 
+# Deeper than any real request; deep enough nesting would exhaust the parser's recursion.
+MAX_BODY_DEPTH = 64
+
+
+def load_body(raw: bytes) -> Any:
+    """A request body decoded from JSON; ValueError when it is not JSON (bad UTF-8 included) or
+    nests deeper than MAX_BODY_DEPTH arrays and objects."""
+    try:
+        document = json.loads(raw)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {MAX_BODY_DEPTH} levels") from None
+    pending: list[tuple[Any, int]] = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_BODY_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_BODY_DEPTH} levels")
+            children = value.values() if isinstance(value, dict) else value
+            pending.extend((child, depth + 1) for child in children)
+    return document
+
+
 def prompt_text(body: Mapping[str, Any]) -> str:
     """The prompt of a completions or chat completions body (chat: 'role: content' lines)."""
     messages = body.get("messages")

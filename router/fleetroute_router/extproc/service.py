@@ -141,7 +141,7 @@ class ExternalProcessor(ext_grpc.ExternalProcessorServicer):  # type: ignore[mis
 
     def _route(self, exchange: _Exchange) -> list[ext.ProcessingResponse]:
         try:
-            body = json.loads(bytes(exchange.body))
+            body = openai_api.load_body(bytes(exchange.body))
             if not isinstance(body, dict) or not isinstance(body.get("model"), str):
                 raise errors.InvalidRequest("body must be a JSON object with a model")
             info = RequestInfo(
@@ -166,7 +166,7 @@ class ExternalProcessor(ext_grpc.ExternalProcessorServicer):  # type: ignore[mis
                 self.in_flight += 1
                 scope.callback(self._release)
                 exchange.scope = scope.pop_all()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except ValueError:  # not JSON, not UTF-8, or nested too deep
             return [
                 messages.immediate(
                     400, "body is not valid JSON", "invalid_request_error", "invalid_request"
@@ -292,7 +292,7 @@ class ExternalProcessor(ext_grpc.ExternalProcessorServicer):  # type: ignore[mis
 
     def _fails_open(self, exchange: _Exchange) -> bool:
         try:
-            model = json.loads(bytes(exchange.body)).get("model")
+            model = openai_api.load_body(bytes(exchange.body)).get("model")
         except (ValueError, AttributeError):
             return False
         return isinstance(model, str) and self.dataplane.fails_open(model)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -120,7 +119,7 @@ class ProxyServer:
             request.method, request.path, request.headers, operation="feedback"
         ):
             try:
-                body = json.loads(await request.read())
+                body = openai_api.load_body(await request.read())
             except ValueError as error:
                 raise errors.InvalidFeedback(f"body is not valid JSON: {error}") from None
             if not isinstance(body, dict):
@@ -150,7 +149,7 @@ class ProxyServer:
     async def _route(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         try:
-            body = json.loads(raw)
+            body = openai_api.load_body(raw)
         except ValueError as error:
             raise errors.InvalidRequest(f"body is not valid JSON: {error}") from None
         if not isinstance(body, dict):
