@@ -141,6 +141,20 @@ INVALID: list[tuple[str, str, str, Mutation, str]] = [
         "does not match",
     ),
     ("RoutingPolicy", "chat", "negative-tpot", _set("spec.slo.tpot", "-5ms"), "does not match"),
+    (  # found by fuzzing: past Go's 290 years, CEL could not convert it
+        "RoutingPolicy",
+        "chat",
+        "ttft-overflowing-a-duration",
+        _set("spec.slo.ttft", "10000000000000ms"),
+        "does not match",
+    ),
+    (
+        "RoutingPolicy",
+        "chat",
+        "feedback-window-over-a-day",
+        _set("spec.feedbackWindow", "25h"),
+        "feedbackWindow must be above 0 and at most 24h",
+    ),
     ("RoutingPolicy", "chat", "unknown-algorithm", _set("spec.algorithm.name", "ucb9"), "ucb9"),
     (
         "RoutingPolicy",

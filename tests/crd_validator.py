@@ -26,9 +26,12 @@ def _schemas() -> dict[str, dict[str, Any]]:
 
 
 def apply_defaults(schema: dict[str, Any], value: Any) -> Any:
-    """Fill in `default`s of absent properties, recursively, as structural defaulting does."""
+    """Fill in `default`s of absent properties, recursively, as structural defaulting does
+    (a null where the schema is not nullable is pruned first, so it counts as absent)."""
     if isinstance(value, dict) and "properties" in schema:
         for name, child in schema["properties"].items():
+            if name in value and value[name] is None and not child.get("nullable"):
+                del value[name]
             if name not in value and "default" in child:
                 value[name] = copy.deepcopy(child["default"])
             if name in value:
