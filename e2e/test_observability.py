@@ -94,17 +94,22 @@ class RouterProcess:
     def __init__(self, workdir: Path, env: dict[str, str], config: dict[str, Any] | None = None):
         self.workdir = workdir
         self.env = env
-        document = config or yaml.safe_load(EXAMPLE_FLEET.read_text())
-        if config is None:
-            addresses = [e for p in document["pools"] for e in p["endpoints"]]
-            for endpoint, port in zip(addresses, free_ports(len(addresses)), strict=True):
-                endpoint["address"] = f"127.0.0.1:{port}"
+        self.document = config or yaml.safe_load(EXAMPLE_FLEET.read_text())
+        self._own_ports = config is None
         self.config = workdir / "router-config.yaml"
-        self.config.write_text(yaml.safe_dump(document))
-        (self.port,) = free_ports(1)
-        self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "router.log"
         self._process: subprocess.Popen[bytes] | None = None
+        self._rebinds = 0
+        self._new_ports()
+
+    def _new_ports(self) -> None:
+        if self._own_ports:
+            addresses = [e for p in self.document["pools"] for e in p["endpoints"]]
+            for endpoint, port in zip(addresses, free_ports(len(addresses)), strict=True):
+                endpoint["address"] = f"127.0.0.1:{port}"
+        self.config.write_text(yaml.safe_dump(self.document))
+        (self.port,) = free_ports(1)
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self, simulate: bool = True) -> None:
         argv = [
@@ -124,6 +129,12 @@ class RouterProcess:
         def healthy() -> bool:
             assert self._process is not None
             if self._process.poll() is not None:
+                if "address already in use" in self.log_tail() and self._rebinds < 3:
+                    # A free port taken by another process since it was chosen: choose anew.
+                    self._rebinds += 1
+                    self._new_ports()
+                    self.start(simulate)
+                    return False
                 raise AssertionError(f"router exited:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:  # noqa: S310

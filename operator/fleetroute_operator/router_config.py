@@ -112,6 +112,8 @@ def render_policy(body: Body) -> config_pb2.Policy:
         min_uncached_prompt_tokens=spec.disaggregation.min_uncached_prompt_tokens,
         failure_mode=_FAILURE_MODES[spec.failure_mode],
     )
+    if (window := _duration(spec.feedback_window)) is not None:
+        policy.feedback_window.CopyFrom(window)
     if spec.slo:
         if (ttft := _duration(spec.slo.ttft)) is not None:
             policy.slo.ttft.CopyFrom(ttft)

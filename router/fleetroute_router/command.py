@@ -15,8 +15,9 @@ from typing import Any
 import yaml
 
 from fleetroute import routerconfig
+from fleetroute_router import errors
+from fleetroute_router.auth import TokenFile
 from fleetroute_router.config_source import ConfigSource
-from fleetroute_router.core import RoutingCore
 from fleetroute_router.dataplane import DataPlane
 from fleetroute_router.endpoints.config import EndpointConfigError
 from fleetroute_router.extproc.server import ExtProcServer
@@ -113,6 +114,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--snapshot-interval", type=float, default=60.0, help="seconds between learning snapshots"
     )
     parser.add_argument(
+        "--learning-prior",
+        type=Path,
+        default=None,
+        help="learning state to start from for policies --learning-state does not have, e.g. "
+        "quality priors from `fleetroute replay --train DATA --export-state FILE`",
+    )
+    parser.add_argument(
+        "--feedback-token-file",
+        type=Path,
+        default=None,
+        help="file holding the bearer token that POST /v1/feedback, SubmitFeedback and Report "
+        "with quality must carry (re-read when it changes); default: feedback is open",
+    )
+    parser.add_argument(
+        "--max-pending-feedback",
+        type=int,
+        default=100_000,
+        help="decisions held awaiting quality feedback; the oldest go first beyond that",
+    )
+    parser.add_argument(
         "--trace-content",
         action="store_true",
         default=None,
@@ -148,17 +169,22 @@ async def serve(args: argparse.Namespace) -> None:
             stack.push_async_callback(sims.stop)
             if args.sim_ports == "free":
                 source.rewrite(sims.remap)
-        dataplane = DataPlane(source.fleet, picker_config=_picker_config(args.endpoint_picker))
+        dataplane = DataPlane(
+            source.fleet,
+            picker_config=_picker_config(args.endpoint_picker),
+            feedback_token=_token(args.feedback_token_file),
+            feedback_capacity=args.max_pending_feedback,
+        )
         dataplane.start()
         stack.push_async_callback(dataplane.close)
         source.subscribe(dataplane.set_fleet)
-        if args.learning_state:
-            await _keep_learning(stack, dataplane.core, args.learning_state, args.snapshot_interval)
+        if args.learning_state or args.learning_prior:
+            await _keep_learning(stack, dataplane, args)
         if args.metrics:
             metrics = MetricsServer(dataplane.telemetry.registry, args.metrics)
             metrics.start()
             stack.callback(metrics.stop)
-        grpc_server = RouterServer(dataplane.core, args.grpc)
+        grpc_server = RouterServer(dataplane, args.grpc)
         await grpc_server.start()
         stack.push_async_callback(grpc_server.drain, args.drain_seconds)
         lines = [f"fleetroute router serving {source.path}"]
@@ -175,7 +201,7 @@ async def serve(args: argparse.Namespace) -> None:
             await proxy.start()
             stack.push_async_callback(proxy.stop)
             base = f"http://{proxy.address}/v1"
-            model = next(iter(dataplane.core.fleet.policies), "MODEL")
+            model = next(iter(dataplane.fleet.policies), "MODEL")
             lines += [
                 f"  OpenAI-compatible API: {base}  (models: {', '.join(source.fleet.models())})",
                 "  point an OpenAI client at it, e.g.:",
@@ -201,17 +227,36 @@ async def serve(args: argparse.Namespace) -> None:
             await watcher
 
 
+def _token(path: Path | None) -> TokenFile | None:
+    if path is None:
+        return None
+    try:
+        return TokenFile(path)
+    except errors.Unauthenticated as error:
+        raise routerconfig.ConfigError(str(error)) from None
+
+
 async def _keep_learning(
-    stack: contextlib.AsyncExitStack, core: RoutingCore, path: Path, interval_s: float
+    stack: contextlib.AsyncExitStack, dataplane: DataPlane, args: argparse.Namespace
 ) -> None:
-    """Restore the policies' statistics from `path`, then snapshot them until shutdown."""
-    snapshots = Snapshotter(path, core.selectors, FEATURE_NAMES)
+    """Restore what the policies learned (the state file, else the prior), then snapshot it
+    to the state file until shutdown."""
+    snapshots = Snapshotter(
+        args.learning_state or args.learning_prior,
+        dataplane.core.selectors,
+        FEATURE_NAMES,
+        extra=dataplane.save_state,
+        on_restore=dataplane.restore_state,
+        prior=args.learning_prior,
+    )
     try:
         restored = snapshots.restore()
     except ValueError as error:
         raise routerconfig.ConfigError(str(error)) from error
-    log.info("learning restored for %d policies from %s", len(restored), path)
-    task = asyncio.create_task(snapshots.run(interval_s))
+    log.info("learning restored for %d policies", len(restored))
+    if not args.learning_state:
+        return  # a prior alone: nothing is written back
+    task = asyncio.create_task(snapshots.run(args.snapshot_interval))
 
     async def stop() -> None:
         task.cancel()

@@ -1,4 +1,7 @@
-"""The routing core both transports share: place a request, then learn from its outcome."""
+"""The routing core: choose pool and endpoint(s) for a request, and learn each objective.
+
+It holds no request in flight (the data plane does) and measures nothing itself: it turns a
+request into a Decision, moves a Decision on retry, and learns the scores it is given."""
 
 from __future__ import annotations
 
@@ -6,17 +9,19 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from fleetroute import routerconfig
-from fleetroute.v1alpha1 import config_pb2
-from fleetroute_router import errors, reward
+from fleetroute.v1alpha1 import config_pb2, learning_pb2
+from fleetroute_router import errors, objectives, reward
 from fleetroute_router.arm_stats import ArmStatistics, ArmSummary
-from fleetroute_router.decisions import Decision, PendingDecisions
+from fleetroute_router.decisions import Decision
 from fleetroute_router.features import Features, RequestInfo, text_features
+from fleetroute_router.feedback import DEFAULT_WINDOW_S
 from fleetroute_router.fleet import Fleet
 from fleetroute_router.load import EndpointChooser, EndpointPick, LeastInFlight, LoadTracker
+from fleetroute_router.objectives import QUALITY, Weights
 from fleetroute_router.policies import registry
 from fleetroute_router.policies.base import Arm, SelectionPolicy
 from fleetroute_router.policies.baseline import LeastLoaded
@@ -40,28 +45,45 @@ def _ttft_slo(policy: config_pb2.Policy | None) -> float:
 class _PolicyState:
     algorithm: config_pb2.Algorithm
     selector: SelectionPolicy
+    weights: Weights
+    window_s: float
+    # Quality scores learned in total (feedback and priors): 0 means quality is unobserved.
+    quality_seen: float = 0.0
+
+
+@dataclass(frozen=True)
+class PolicySummary:
+    """What GetStats reports of one policy."""
+
+    algorithm: str
+    arms: list[ArmSummary]
+    quality_observations: float
+    quality_weight: float
+
+
+def _window_s(policy: config_pb2.Policy) -> float:
+    if not policy.HasField("feedback_window"):
+        return DEFAULT_WINDOW_S
+    seconds = policy.feedback_window.ToTimedelta().total_seconds()
+    return seconds if seconds > 0 else DEFAULT_WINDOW_S
 
 
 class RoutingCore:
-    """Chooses pool and endpoint(s) for requests of the current fleet, and learns from feedback."""
+    """Chooses pool and endpoint(s) for requests of the current fleet, and learns from scores."""
 
     def __init__(
         self,
         fleet: Fleet,
         *,
         extract: FeatureExtractor = text_features,
-        decision_ttl_s: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
         endpoints: Callable[[LoadTracker], EndpointChooser] = LeastInFlight,
     ) -> None:
         self._extract = extract
         self._clock = clock
-        self._pending = PendingDecisions(ttl_s=decision_ttl_s, clock=clock)
         self.load = LoadTracker()
         self.endpoints = endpoints(self.load)
-        self.guard = SloGuard()
-        self.expired_total = 0
-        self._partial: dict[str, reward.Outcome] = {}
+        self.guard = SloGuard(clock)
         self._policies: dict[str, _PolicyState] = {}
         self.arm_stats = ArmStatistics()
         # Requests naming a model rather than a policy: its pools by load, ties in turn.
@@ -70,15 +92,19 @@ class RoutingCore:
         self.set_fleet(fleet)
 
     def set_fleet(self, fleet: Fleet) -> None:
-        """Serve a new fleet; a policy whose algorithm is unchanged keeps what it learned.
+        """Serve a new fleet; a policy whose algorithm is unchanged keeps what it learned (new
+        weights and windows apply at once: each objective is learned on its own).
 
         Raises ConfigError (and changes nothing) when a policy's algorithm parameters are bad.
         """
         policies, fresh = {}, []
         for policy in fleet.config.policies:
             current = self._policies.get(policy.name)
+            weights, window = objectives.weights(policy.objective), _window_s(policy)
             if current is not None and current.algorithm == policy.algorithm:
-                policies[policy.name] = current
+                policies[policy.name] = dataclasses.replace(
+                    current, weights=weights, window_s=window
+                )
                 continue
             try:
                 selector = registry.build(policy.algorithm)
@@ -86,15 +112,22 @@ class RoutingCore:
                 raise routerconfig.ConfigError(f"policy {policy.name}: {error}") from error
             algorithm = config_pb2.Algorithm()
             algorithm.CopyFrom(policy.algorithm)  # a copy: the next config may reuse messages
-            policies[policy.name] = _PolicyState(algorithm, selector)
+            policies[policy.name] = _PolicyState(algorithm, selector, weights, window)
             fresh.append(policy.name)
         for name in fresh:
             self.arm_stats.reset(name)
         self._policies = policies
+        self.guard.forget({p.name for p in fleet.config.pools})
         self.fleet = fleet
 
-    def route(self, request: RequestInfo, request_id: str = "") -> Decision:
-        """Decide where a request goes; raises InvalidRequest, UnknownModel or NoCapacity."""
+    def route(
+        self,
+        request: RequestInfo,
+        request_id: str = "",
+        objective: config_pb2.Objective | None = None,
+    ) -> Decision:
+        """Decide where a request goes, under the policy's weights or `objective` instead;
+        raises InvalidRequest, UnknownModel or NoCapacity."""
         if not request.model:
             raise errors.InvalidRequest("model is required")
         if len(request.prompt) > MAX_PROMPT_CHARS:
@@ -103,10 +136,12 @@ class RoutingCore:
         with span("fleetroute.features"):
             features = self._extract(request)
         policy = fleet.policies.get(request.model)
+        weights: Weights | None = None
         if policy is not None:
             candidates = [fleet.pools[name] for name in policy.candidates if name in fleet.pools]
             state = self._policies[policy.name]
             selector, fail_open = state.selector, policy.failure_mode == config_pb2.FAIL_OPEN
+            weights = state.weights if objective is None else objectives.weights(objective)
         elif request.model in fleet.pools_by_model:
             candidates = list(fleet.pools_by_model[request.model])
             selector, fail_open = self._by_model, False
@@ -127,18 +162,24 @@ class RoutingCore:
         if policy is not None:
             arms = list(self.guard.admissible(arms, policy.slo))
         with span("fleetroute.decide"):
-            choice = selector.choose(features.vector, arms)
-        pool = fleet.pools[choice.arm]
-        slo_ttft = _ttft_slo(policy)
+            choice = selector.choose(features.vector, arms, weights)
+        # The chosen pool first; if none of its endpoints is healthy (breakers open), the next
+        # best arm's, so one broken pool does not fail requests another could serve.
+        ranked = sorted(arms, key=lambda a: -choice.scores.get(a.pool, float("-inf")))
+        order = [choice.arm, *(a.pool for a in ranked if a.pool != choice.arm)]
+        pick = None
         with span("fleetroute.pick_endpoint"):
-            pick = self.endpoints.choose(
-                pool, request, slo_ttft_s=slo_ttft, include_unready=fail_open
-            )
+            for name in order:
+                pool = fleet.pools[name]
+                pick = self.endpoints.choose(
+                    pool, request, slo_ttft_s=_ttft_slo(policy), include_unready=fail_open
+                )
+                if pick is not None:
+                    break
         if pick is None:
-            raise errors.NoCapacity(f"pool {pool.name} has no healthy ready endpoint")
+            raise errors.NoCapacity(f"no healthy ready endpoint serves {request.model!r}")
         endpoint = pick.address
         prefill_pool, prefill_endpoint = self._prefill(fleet, pool, policy, features, request, pick)
-        share = 1.0 / (1 + self.load.in_flight(endpoint))
         decision = Decision(
             id=uuid.uuid4().hex,
             request_id=request_id or uuid.uuid4().hex,
@@ -152,57 +193,16 @@ class RoutingCore:
             prefill_pool=prefill_pool,
             prefill_endpoint=prefill_endpoint,
             features=features.vector,
-            share=share,
+            share=1.0 / (1 + self.load.in_flight(endpoint)),
             made_at=self._clock(),
             endpoint_load=pick.load,
+            weights=weights,
+            prompt_tokens=features.prompt_tokens,
         )
         self.load.start(endpoint)
         if policy is not None:
             self.arm_stats.chose(policy.name, pool.name)
-        for expired in self._pending.add(decision):
-            self.load.finish(expired.endpoint)
-            self.expired_total += 1
-            partial = self._partial.pop(expired.id, None)
-            if partial is not None:
-                self.expire_learn(expired, partial)
         return decision
-
-    def record_partial(self, decision_id: str, outcome: reward.Outcome) -> None:
-        """Keep what the data plane measured of a request (TTFT, e2e, energy) before its
-        feedback; if the feedback never arrives, the decision learns from this at expiry."""
-        if decision_id in self._pending:
-            self._partial[decision_id] = outcome
-
-    def expire_learn(self, decision: Decision, partial: reward.Outcome) -> float | None:
-        """Learn from an expired decision's measured latency/energy/cost (quality unknown);
-        returns the partial reward learned, None when nothing measured applies."""
-        pool = self.fleet.pools.get(decision.pool)
-        policy = self.fleet.policies_by_name.get(decision.policy)
-        state = self._policies.get(decision.policy)
-        if pool is None or policy is None or state is None:
-            return None
-        queue = 1.0 / decision.share - 1.0
-        self.guard.observe(decision.pool, queue, partial.ttft_s, partial.tpot_s)
-        value = reward.partial_score(policy, pool, partial, decision.share)
-        if value is not None:
-            state.selector.update(decision.pool, decision.features, value)
-            self.arm_stats.learned(decision.policy, decision.pool, value)
-        return value
-
-    def stats(self, policy_name: str = "") -> dict[str, tuple[str, list[ArmSummary]]]:
-        """Algorithm and arm summaries per policy (one policy, or all when empty); raises
-        UnknownModel for a policy the config does not have."""
-        if policy_name and policy_name not in self._policies:
-            raise errors.UnknownModel(f"no policy {policy_name!r}")
-        names = [policy_name] if policy_name else sorted(self._policies)
-        return {
-            name: (self._policies[name].selector.name, self.arm_stats.summary(name))
-            for name in names
-        }
-
-    def selectors(self) -> dict[str, SelectionPolicy]:
-        """The live selection policy of each RoutingPolicy by name (for snapshots and merges)."""
-        return {name: state.selector for name, state in self._policies.items()}
 
     def _prefill(
         self,
@@ -230,17 +230,13 @@ class RoutingCore:
         self, decision: Decision, request: RequestInfo, failed: Collection[str]
     ) -> Decision | None:
         """The decision moved to another endpoint of its pool (then of its policy's other
-        candidates) than those that failed; None when there is none left."""
-        current = self._pending.take(decision.id)
-        if current is None:
-            return None
-        self.load.finish(current.endpoint)
-        policy = self.fleet.policies_by_name.get(current.policy)
+        candidates) than those that failed; None, holding its load, when there is none left."""
+        policy = self.fleet.policies_by_name.get(decision.policy)
         fail_open = policy is not None and policy.failure_mode == config_pb2.FAIL_OPEN
-        others = [c for c in (policy.candidates if policy else []) if c != current.pool]
-        names = [current.pool, *others]
+        others = [c for c in (policy.candidates if policy else []) if c != decision.pool]
+        names = [decision.pool, *others]
         if policy is None:
-            names += [p.name for p in self.fleet.pools_by_model.get(current.model, ())]
+            names += [p.name for p in self.fleet.pools_by_model.get(decision.model, ())]
         for name in dict.fromkeys(names):
             pool = self.fleet.pools.get(name)
             if pool is None:
@@ -255,13 +251,14 @@ class RoutingCore:
             if pick is None:
                 continue
             prefill_pool, prefill_endpoint = ("", "")
-            if current.prefill_pool:
+            if decision.prefill_pool:
                 peer = self.fleet.prefill_peer(pool)
                 prefill = self.endpoints.choose(peer, request, exclude=failed) if peer else None
                 if peer is not None and prefill is not None:
                     prefill_pool, prefill_endpoint = peer.name, prefill.address
+            self.load.finish(decision.endpoint)
             moved = dataclasses.replace(
-                current,
+                decision,
                 model=pool.model,
                 pool=pool.name,
                 endpoint=pick.address,
@@ -271,39 +268,96 @@ class RoutingCore:
                 share=1.0 / (1 + self.load.in_flight(pick.address)),
             )
             self.load.start(pick.address)
-            self._pending.add(moved)
             return moved
-        self.load.start(current.endpoint)
-        self._pending.add(current)  # still pending: the caller reports its failure
         return None
 
-    def abandon(self, decision_id: str) -> None:
-        """Forget a decision without learning (the client went away before an outcome)."""
-        decision = self._pending.take(decision_id)
-        self._partial.pop(decision_id, None)
-        if decision is not None:
-            self.load.finish(decision.endpoint)
-
-    def report(self, decision_id: str, outcome: reward.Outcome) -> reward.Scores:
-        """Learn from a decision's outcome; raises UnknownDecision for unknown or expired ids."""
-        if not decision_id:
-            raise errors.InvalidRequest("decision_id is required")
-        decision = self._pending.take(decision_id)
-        self._partial.pop(decision_id, None)
-        if decision is None:
-            raise errors.UnknownDecision(
-                f"no pending decision {decision_id!r} (unknown or expired)"
-            )
+    def release(self, decision: Decision) -> None:
+        """The decision's request is over: its endpoint has one request fewer in flight."""
         self.load.finish(decision.endpoint)
-        pool = self.fleet.pools.get(decision.pool)
+
+    def observe_latency(self, decision: Decision, outcome: reward.Outcome) -> None:
+        """Teach the SLO guard what a request of the decision's pool took."""
         policy = self.fleet.policies_by_name.get(decision.policy)
-        if pool is None or policy is None:
-            return reward.Scores(0.0, 0.0, 0.0, 0.0, 0.0)
-        queue = 1.0 / decision.share - 1.0
-        self.guard.observe(decision.pool, queue, outcome.ttft_s, outcome.tpot_s)
-        scores = reward.score(policy, pool, outcome, decision.share)
-        state = self._policies.get(policy.name)
-        if state is not None:
-            state.selector.update(decision.pool, decision.features, scores.reward)
-            self.arm_stats.learned(policy.name, decision.pool, scores.reward)
-        return scores
+        self.guard.observe(
+            decision.pool,
+            1.0 / decision.share - 1.0,
+            outcome.ttft_s,
+            outcome.tpot_s,
+            e2e_s=outcome.e2e_s if outcome.ttft_s is None else None,
+            tokens=outcome.completion_tokens,
+            slo=policy.slo if policy is not None else None,
+        )
+
+    def learn(self, decision: Decision, scores: Mapping[str, float]) -> bool:
+        """Teach the decision's policy the scores its pool earned, by objective; False when the
+        policy or pool is gone from the config (nothing learned)."""
+        state = self._policies.get(decision.policy)
+        if state is None or decision.pool not in self.fleet.pools or not scores:
+            return False
+        state.selector.update(decision.pool, decision.features, scores)
+        self.arm_stats.learned(decision.policy, decision.pool, scores)
+        if objectives.OBJECTIVES[QUALITY] in scores:
+            state.quality_seen += 1.0
+        return True
+
+    def window_s(self, policy_name: str) -> float | None:
+        """How long a decision of the policy awaits quality feedback (None: no such policy)."""
+        state = self._policies.get(policy_name)
+        return state.window_s if state is not None else None
+
+    def weights(self, policy_name: str) -> Weights | None:
+        """The policy's current objective weights (None: no such policy)."""
+        state = self._policies.get(policy_name)
+        return state.weights if state is not None else None
+
+    def quality_unobserved(self, policy_name: str) -> bool:
+        """The policy weighs quality but has learned no quality score, from feedback or prior."""
+        state = self._policies.get(policy_name)
+        return state is not None and state.weights[QUALITY] > 0 and state.quality_seen <= 0
+
+    def stats(self, policy_name: str = "") -> dict[str, PolicySummary]:
+        """Summaries per policy (one policy, or all when empty); raises UnknownModel for a
+        policy the config does not have."""
+        if policy_name and policy_name not in self._policies:
+            raise errors.UnknownModel(f"no policy {policy_name!r}")
+        names = [policy_name] if policy_name else sorted(self._policies)
+        found = {}
+        for name in names:
+            state = self._policies[name]
+            found[name] = PolicySummary(
+                state.selector.name,
+                self.arm_stats.summary(name, state.weights),
+                state.quality_seen,
+                float(state.weights[QUALITY]),
+            )
+        return found
+
+    def selectors(self) -> dict[str, SelectionPolicy]:
+        """The live selection policy of each RoutingPolicy by name (for snapshots and merges)."""
+        return {name: state.selector for name, state in self._policies.items()}
+
+    def state(self, learning: learning_pb2.RouterLearning) -> None:
+        """Add the guard's figures and the decision counts to a snapshot."""
+        for pool, figures in self.guard.state().items():
+            learning.guard[pool].CopyFrom(figures)
+        for policy, counts in self.arm_stats.state().items():
+            learning.counts[policy].CopyFrom(counts)
+
+    def restore(self, learning: learning_pb2.RouterLearning, restored: Collection[str]) -> None:
+        """Load a snapshot's guard figures and counts; `restored` names the policies whose
+        statistics were loaded (their quality observations come back with them)."""
+        self.guard.restore({p: f for p, f in learning.guard.items() if p in self.fleet.pools})
+        self.arm_stats.restore(learning.counts, set(restored))
+        for name in restored:
+            state = self._policies.get(name)
+            if state is not None:  # feedback counted in status, or a prior's observations
+                state.quality_seen = max(
+                    self.arm_stats.quality_observations(name),
+                    _prior_quality(learning.policies[name]),
+                )
+
+
+def _prior_quality(state: learning_pb2.LearnerState) -> float:
+    """Quality observations held in a policy's saved statistics (a prior counts)."""
+    name = objectives.OBJECTIVES[QUALITY]
+    return sum(arm.observations for arm in state.arms if arm.objective == name)

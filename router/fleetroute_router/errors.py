@@ -19,6 +19,22 @@ class UnknownDecision(RoutingError):
     """Feedback for a decision the router does not hold (never made, or expired)."""
 
 
+class FeedbackExpired(UnknownDecision):
+    """Feedback after the decision's feedback window: not learned (NOT_FOUND, HTTP 404)."""
+
+
+class InvalidFeedback(InvalidRequest):
+    """A feedback body that cannot be learned from (INVALID_ARGUMENT, HTTP 422)."""
+
+
+class ConflictingFeedback(RoutingError):
+    """A second, different score for a decision from the same source (ALREADY_EXISTS, 409)."""
+
+
+class Unauthenticated(RoutingError):
+    """A control call without the token it needs (UNAUTHENTICATED, HTTP 401)."""
+
+
 class NoCapacity(RoutingError):
     """No candidate has a ready endpoint and the policy fails closed (UNAVAILABLE, HTTP 503)."""
 

@@ -1,15 +1,16 @@
-"""The Router gRPC service: converts messages to and from the routing core, nothing more."""
+"""The Router gRPC service: converts messages to and from the data plane, nothing more."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
 import grpc
 
 from fleetroute.v1alpha1 import router_pb2, router_pb2_grpc
-from fleetroute_router import errors, reward
-from fleetroute_router.core import RoutingCore
+from fleetroute_router import errors, objectives, reward
+from fleetroute_router.dataplane import DataPlane
 from fleetroute_router.decisions import Decision
 from fleetroute_router.features import RequestInfo, chat_prompt
 from fleetroute_router.telemetry.tracing import grpc_span
@@ -50,10 +51,7 @@ def decision_message(decision: Decision) -> router_pb2.RouteDecision:
 
 def outcome(message: router_pb2.Feedback) -> reward.Outcome:
     """An Outcome from Feedback, rejecting values that cannot be true."""
-    quality = message.quality if message.HasField("quality") else None
     energy = message.energy_joules if message.HasField("energy_joules") else None
-    if quality is not None and not (0.0 <= quality <= 1.0):
-        raise errors.InvalidRequest(f"quality must be in [0, 1], got {quality}")
     if energy is not None and (energy < 0 or not math.isfinite(energy)):
         raise errors.InvalidRequest(
             f"energy_joules must be a finite non-negative number, got {energy}"
@@ -75,35 +73,102 @@ def outcome(message: router_pb2.Feedback) -> reward.Outcome:
         prompt_tokens=message.prompt_tokens,
         completion_tokens=message.completion_tokens,
         energy_joules=energy,
-        quality=quality,
     )
 
 
-class RouterService(router_pb2_grpc.RouterServicer):
-    """Route and Report over the routing core."""
+def _authorization(context: Context) -> str | None:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization":
+            return value if isinstance(value, str) else value.decode()
+    return None
 
-    def __init__(self, core: RoutingCore) -> None:
-        self._core = core
+
+STATUS = {
+    "accepted": router_pb2.FeedbackAck.ACCEPTED,
+    "duplicate": router_pb2.FeedbackAck.DUPLICATE,
+}
+
+
+class RouterService(router_pb2_grpc.RouterServicer):
+    """Route, Report, SubmitFeedback and GetStats over the data plane."""
+
+    def __init__(self, dataplane: DataPlane) -> None:
+        self._dataplane = dataplane
 
     async def Route(
         self, request: router_pb2.RouteRequest, context: Context
     ) -> router_pb2.RouteDecision:
         with grpc_span("Route", context.invocation_metadata()):
-            return decision_message(self._core.route(request_info(request), request.request_id))
+            override = (
+                objectives.checked(request.objective)
+                if objectives.is_set(request.objective)
+                else None
+            )
+            decision = self._dataplane.route_remote(
+                request_info(request), request.request_id, override
+            )
+            return decision_message(decision)
 
     async def Report(self, request: router_pb2.Feedback, context: Context) -> router_pb2.ReportAck:
-        scores = self._core.report(request.decision_id, outcome(request))
-        return router_pb2.ReportAck(reward=scores.reward)
+        measured = outcome(request)
+        quality = request.quality if request.HasField("quality") else None
+        if quality is not None and not (0.0 <= quality <= 1.0):
+            raise errors.InvalidRequest(f"quality must be in [0, 1], got {quality}")
+        if not request.decision_id:
+            raise errors.InvalidRequest("decision_id is required")
+        try:
+            finished = self._dataplane.report_remote(request.decision_id, measured)
+        except errors.UnknownDecision:
+            if quality is None:
+                raise
+            finished = None  # served elsewhere (the proxy, ext_proc): quality alone is news
+        if quality is None:
+            value = finished.reward if finished is not None else None
+            return router_pb2.ReportAck(reward=value or 0.0)
+        reply = self._dataplane.receive_feedback(
+            _authorization(context),
+            decision_id=request.decision_id,
+            score=quality,
+            source=request.quality_source or None,
+        )
+        weights = reply.decision.weights
+        scores = finished.scores if finished is not None else reward.Scores()
+        graded = dataclasses.replace(scores, quality=reply.quality)
+        value = graded.reward(weights) if weights is not None else None
+        return router_pb2.ReportAck(reward=value or 0.0)
+
+    async def SubmitFeedback(
+        self, request: router_pb2.QualityFeedback, context: Context
+    ) -> router_pb2.FeedbackAck:
+        reply = self._dataplane.receive_feedback(
+            _authorization(context),
+            decision_id=request.decision_id,
+            request_id=request.request_id,
+            score=request.score if request.HasField("score") else None,
+            label=request.label or None,
+            source=request.source or None,
+            metadata=dict(request.metadata),
+        )
+        return router_pb2.FeedbackAck(
+            status=STATUS[reply.result],
+            decision_id=reply.decision.id,
+            policy=reply.decision.policy,
+            pool=reply.decision.pool,
+            quality=reply.quality,
+        )
 
     async def GetStats(
         self, request: router_pb2.StatsRequest, context: Context
     ) -> router_pb2.RouterStats:
+        dataplane = self._dataplane
         return router_pb2.RouterStats(
-            config_revision=self._core.fleet.config.revision,
+            config_revision=dataplane.fleet.config.revision,
             policies=[
                 router_pb2.PolicyStats(
                     policy=name,
-                    algorithm=algorithm,
+                    algorithm=summary.algorithm,
+                    quality_observations=summary.quality_observations,
+                    quality_weight=summary.quality_weight,
                     arms=[
                         router_pb2.ArmStats(
                             pool=a.pool,
@@ -111,10 +176,12 @@ class RouterService(router_pb2_grpc.RouterServicer):
                             share=a.share,
                             rewards=a.rewards,
                             mean_reward=a.mean_reward,
+                            observations=a.observations,
+                            mean_scores=a.means,
                         )
-                        for a in arms
+                        for a in summary.arms
                     ],
                 )
-                for name, (algorithm, arms) in self._core.stats(request.policy).items()
+                for name, summary in dataplane.core.stats(request.policy).items()
             ],
         )

@@ -13,6 +13,8 @@ STATUS_CODES: dict[type[errors.RoutingError], grpc.StatusCode] = {
     errors.InvalidRequest: grpc.StatusCode.INVALID_ARGUMENT,
     errors.UnknownModel: grpc.StatusCode.NOT_FOUND,
     errors.UnknownDecision: grpc.StatusCode.NOT_FOUND,
+    errors.ConflictingFeedback: grpc.StatusCode.ALREADY_EXISTS,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.NoCapacity: grpc.StatusCode.UNAVAILABLE,
     errors.Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.UpstreamFailed: grpc.StatusCode.UNAVAILABLE,

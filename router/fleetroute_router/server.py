@@ -9,7 +9,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from fleetroute.v1alpha1 import router_pb2, router_pb2_grpc
-from fleetroute_router.core import RoutingCore
+from fleetroute_router.dataplane import DataPlane
 from fleetroute_router.grpc_api import RouterService
 from fleetroute_router.grpc_errors import DomainErrors
 
@@ -21,16 +21,22 @@ OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.so_reuseport", 0),
 ]
+# Calls handled at once; beyond it gRPC answers RESOURCE_EXHAUSTED instead of queueing unbounded.
+MAX_CONCURRENT_RPCS = 4096
 
 
 class RouterServer:
     """A grpc.aio server bound to one address; drain() stops it gracefully."""
 
-    def __init__(self, core: RoutingCore, address: str) -> None:
+    def __init__(self, dataplane: DataPlane, address: str) -> None:
         self.address = address
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
-        self._server = grpc.aio.server(interceptors=[DomainErrors()], options=OPTIONS)
-        router_pb2_grpc.add_RouterServicer_to_server(RouterService(core), self._server)
+        self._server = grpc.aio.server(
+            interceptors=[DomainErrors()],
+            options=OPTIONS,
+            maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
+        )
+        router_pb2_grpc.add_RouterServicer_to_server(RouterService(dataplane), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server

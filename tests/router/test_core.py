@@ -1,4 +1,4 @@
-"""The routing core: candidates, fail-open/closed, P/D threshold, load, decision expiry."""
+"""The routing core: candidates, fail-open/closed, P/D threshold, load; bounded expiring maps."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import pytest
 from fleetroute.v1alpha1 import config_pb2
 from fleetroute_router import errors, reward
 from fleetroute_router.core import RoutingCore
-from fleetroute_router.decisions import Decision, PendingDecisions
+from fleetroute_router.dataplane import DataPlane
+from fleetroute_router.decisions import Expiring
 from fleetroute_router.features import RequestInfo
 from fleetroute_router.fleet import Fleet
 
@@ -69,25 +70,28 @@ def test_requests_spread_over_a_pools_endpoints(core: RoutingCore) -> None:
     assert sorted(endpoints) == sorted(["127.0.0.1:8201", "127.0.0.1:8202", "127.0.0.1:8203"] * 2)
 
 
-def test_reported_decisions_free_their_endpoint(core: RoutingCore) -> None:
+def test_released_decisions_free_their_endpoint(core: RoutingCore) -> None:
     decision = core.route(RequestInfo(model="meta-llama/Llama-3.1-8B-Instruct", prompt="x"))
     assert core.load.in_flight(decision.endpoint) == 1
-    core.report(
-        decision.id, reward.Outcome(success=True, ttft_s=0.1, e2e_s=1.0, completion_tokens=20)
-    )
+    core.release(decision)
     assert core.load.in_flight(decision.endpoint) == 0
 
 
-def test_expired_decisions_are_forgotten(example_config: config_pb2.RouterConfig) -> None:
+def test_unreported_grpc_routes_expire_and_free_their_endpoint(
+    example_config: config_pb2.RouterConfig,
+) -> None:
+    dataplane = DataPlane(Fleet.from_config(example_config), scrape=False, remote_ttl_s=10)
     clock = Clock()
-    core = RoutingCore(Fleet.from_config(example_config), decision_ttl_s=10, clock=clock)
-    old = core.route(RequestInfo(model="Qwen/Qwen2.5-14B-Instruct", prompt="x"))
-    assert core.load.in_flight(old.endpoint) == 1
+    dataplane._remote._clock = clock  # the map's own clock
+    old = dataplane.route_remote(RequestInfo(model="Qwen/Qwen2.5-14B-Instruct", prompt="x"))
+    assert dataplane.load.in_flight(old.endpoint) == 1
     clock.now = 11
-    core.route(RequestInfo(model="meta-llama/Llama-3.1-8B-Instruct", prompt="y"))  # triggers expiry
-    assert core.load.in_flight(old.endpoint) == 0
-    with pytest.raises(errors.UnknownDecision, match="unknown or expired"):
-        core.report(old.id, reward.Outcome(success=True))
+    dataplane.route_remote(RequestInfo(model="meta-llama/Llama-3.1-8B-Instruct", prompt="y"))
+    assert dataplane.load.in_flight(old.endpoint) == 0
+    with pytest.raises(errors.UnknownDecision, match="unknown, reported or expired"):
+        dataplane.report_remote(old.id, reward.Outcome(success=True))
+    dropped = dataplane.telemetry.metrics.pending_dropped.labels("in_flight", "expired")
+    assert dropped._value.get() == 1
 
 
 def test_reload_keeps_a_policy_whose_algorithm_is_unchanged(
@@ -103,28 +107,21 @@ def test_reload_keeps_a_policy_whose_algorithm_is_unchanged(
     assert core._policies["llm/chat"].selector is not before
 
 
-def test_pending_decisions_are_bounded() -> None:
+def test_expiring_maps_are_bounded_and_report_what_they_drop() -> None:
     clock = Clock()
-    pending = PendingDecisions(ttl_s=100, capacity=2, clock=clock)
-    made = [
-        Decision(
-            id=str(i),
-            request_id="",
-            policy="",
-            model="",
-            pool="",
-            endpoint="e",
-            algorithm="",
-            scores={},
-        )
-        for i in range(3)
-    ]
-    assert pending.add(made[0]) == []
-    assert pending.add(made[1]) == []
-    assert pending.add(made[2]) == [made[0]]
-    assert len(pending) == 2
-    assert pending.take("0") is None
-    assert pending.take("2") is made[2]
+    dropped: list[tuple[str, str]] = []
+    held: Expiring[str] = Expiring(
+        ttl_s=100, capacity=2, clock=clock, on_drop=lambda item, why: dropped.append((item, why))
+    )
+    for key in "abc":
+        held.put(key, key.upper())
+    assert dropped == [("A", "capacity")]
+    assert len(held) == 2
+    assert held.take("a") is None
+    assert held.take("c") == "C"
+    clock.now = 101
+    assert held.take("b") is None
+    assert dropped == [("A", "capacity"), ("B", "expired")]
 
 
 def test_pools_serving_the_same_model_share_its_requests(
@@ -138,6 +135,6 @@ def test_pools_serving_the_same_model_share_its_requests(
     pools = []
     for _ in range(4):
         decision = core.route(RequestInfo(model="Qwen/Qwen2.5-14B-Instruct", prompt="x"))
-        core.report(decision.id, reward.Outcome(success=True))
+        core.release(decision)
         pools.append(decision.pool)
     assert sorted(pools) == ["llm/qwen-14b-a10g"] * 2 + ["llm/qwen-14b-a10g-2"] * 2

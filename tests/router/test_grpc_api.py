@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import grpc
 import pytest
 from google.protobuf import duration_pb2
@@ -9,7 +11,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from fleetroute.v1alpha1 import config_pb2, router_pb2, router_pb2_grpc
-from fleetroute_router.core import RoutingCore
+from fleetroute_router.auth import TokenFile
+from fleetroute_router.dataplane import DataPlane
 from fleetroute_router.fleet import Fleet
 from fleetroute_router.server import SERVICE_NAME, RouterServer
 
@@ -144,7 +147,7 @@ async def test_bad_route_requests_get_a_status_and_a_reason(
         (
             router_pb2.Feedback(decision_id="nope", success=True),
             grpc.StatusCode.NOT_FOUND,
-            "no pending decision",
+            "awaits a report",
         ),
         (
             router_pb2.Feedback(decision_id="x", quality=1.5),
@@ -180,7 +183,7 @@ async def test_no_ready_endpoint_is_unavailable(example_config: config_pb2.Route
     for pool in example_config.pools:
         for endpoint in pool.endpoints:
             endpoint.ready = False
-    server = RouterServer(RoutingCore(Fleet.from_config(example_config)), "127.0.0.1:0")
+    server = RouterServer(DataPlane(Fleet.from_config(example_config), scrape=False), "127.0.0.1:0")
     await server.start()
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
@@ -242,3 +245,141 @@ async def test_stats_of_an_unknown_policy_is_not_found(stub: router_pb2_grpc.Rou
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await stub.GetStats(router_pb2.StatsRequest(policy="llm/nope"))
     assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_grpc_decision_takes_the_same_path_as_a_proxied_one(
+    stub: router_pb2_grpc.RouterStub, dataplane: DataPlane
+) -> None:
+    """Breakers, metrics and learning: Route/Report go through the data plane too."""
+    decision = await stub.Route(router_pb2.RouteRequest(model="fleet/chat", prompt="Hello"))
+    assert dataplane.load.in_flight(decision.endpoint) == 1
+    for _ in range(3):  # a failing endpoint's breaker opens, as for proxied requests
+        failing = await stub.Route(
+            router_pb2.RouteRequest(model="Qwen/Qwen2.5-14B-Instruct", prompt="x")
+        )
+        await stub.Report(router_pb2.Feedback(decision_id=failing.decision_id, success=False))
+    assert dataplane.breakers.is_open(failing.endpoint)
+    await stub.Report(
+        router_pb2.Feedback(
+            decision_id=decision.decision_id,
+            success=True,
+            e2e_latency=_ms(800),
+            completion_tokens=30,
+        )
+    )
+    assert dataplane.load.in_flight(decision.endpoint) == 0
+    metrics = dataplane.telemetry.metrics
+    served = metrics.requests.labels(
+        "llm/chat", decision.model, decision.pool, decision.endpoint, "success"
+    )
+    assert served._value.get() == 1
+    (arm,) = [a for a in dataplane.core.stats("llm/chat")["llm/chat"].arms if a.rewards]
+    assert set(arm.means) == {"latency", "energy", "cost"}  # quality is not assumed
+
+
+async def test_submit_feedback_is_idempotent_per_source(stub: router_pb2_grpc.RouterStub) -> None:
+    decision = await stub.Route(router_pb2.RouteRequest(model="fleet/chat", prompt="Hello"))
+    grade = router_pb2.QualityFeedback(decision_id=decision.decision_id, score=0.7, source="judge")
+    first = await stub.SubmitFeedback(grade)
+    assert (first.status, first.pool, first.quality) == (
+        router_pb2.FeedbackAck.ACCEPTED,
+        decision.pool,
+        pytest.approx(0.7),
+    )
+    again = await stub.SubmitFeedback(grade)
+    assert again.status == router_pb2.FeedbackAck.DUPLICATE
+    by_request = router_pb2.QualityFeedback(request_id=decision.request_id, label="good")
+    assert (await stub.SubmitFeedback(by_request)).status == router_pb2.FeedbackAck.ACCEPTED
+    with pytest.raises(grpc.aio.AioRpcError) as conflict:
+        await stub.SubmitFeedback(
+            router_pb2.QualityFeedback(decision_id=decision.decision_id, score=0.1, source="judge")
+        )
+    assert conflict.value.code() == grpc.StatusCode.ALREADY_EXISTS
+
+
+@pytest.mark.parametrize(
+    ("grade", "code", "fragment"),
+    [
+        (router_pb2.QualityFeedback(decision_id="nope", score=1.0), grpc.StatusCode.NOT_FOUND, ""),
+        (router_pb2.QualityFeedback(score=1.0), grpc.StatusCode.INVALID_ARGUMENT, "required"),
+        (
+            router_pb2.QualityFeedback(decision_id="x", score=1.5),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "score must be in [0, 1]",
+        ),
+        (
+            router_pb2.QualityFeedback(decision_id="x", label="meh"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "label must be one of",
+        ),
+        (
+            router_pb2.QualityFeedback(decision_id="x", score=1.0, label="good"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "exactly one of",
+        ),
+        (
+            router_pb2.QualityFeedback(decision_id="x", score=1.0, source="bot"),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "source must be one of",
+        ),
+    ],
+    ids=["unknown", "no-id", "score-out-of-range", "bad-label", "score-and-label", "bad-source"],
+)
+async def test_bad_quality_feedback_gets_a_status_and_a_reason(
+    stub: router_pb2_grpc.RouterStub,
+    grade: router_pb2.QualityFeedback,
+    code: grpc.StatusCode,
+    fragment: str,
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.SubmitFeedback(grade)
+    assert raised.value.code() == code
+    assert fragment in (raised.value.details() or "")
+
+
+async def test_route_takes_an_objective_override(stub: router_pb2_grpc.RouterStub) -> None:
+    override = config_pb2.Objective(energy=1.0)
+    decision = await stub.Route(
+        router_pb2.RouteRequest(model="fleet/chat", prompt="Hello", objective=override)
+    )
+    assert decision.pool
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await stub.Route(
+            router_pb2.RouteRequest(
+                model="fleet/chat", prompt="Hello", objective=config_pb2.Objective(energy=2.0)
+            )
+        )
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_feedback_needs_the_token_when_the_router_has_one(
+    example_config: config_pb2.RouterConfig, tmp_path: Path
+) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
+    dataplane = DataPlane(
+        Fleet.from_config(example_config), scrape=False, feedback_token=TokenFile(token)
+    )
+    server = RouterServer(dataplane, "127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = router_pb2_grpc.RouterStub(channel)
+            decision = await stub.Route(router_pb2.RouteRequest(model="fleet/chat", prompt="Hi"))
+            grade = router_pb2.QualityFeedback(decision_id=decision.decision_id, score=1.0)
+            for metadata in ((), (("authorization", "Bearer wrong"),)):
+                with pytest.raises(grpc.aio.AioRpcError) as raised:
+                    await stub.SubmitFeedback(grade, metadata=metadata)
+                assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            with pytest.raises(grpc.aio.AioRpcError) as raised:  # Report's quality too
+                await stub.Report(
+                    router_pb2.Feedback(decision_id=decision.decision_id, success=True, quality=1)
+                )
+            assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            token.write_text("rotated")  # re-read on change
+            ack = await stub.SubmitFeedback(grade, metadata=(("authorization", "Bearer rotated"),))
+            assert ack.status == router_pb2.FeedbackAck.ACCEPTED
+    finally:
+        await server.drain(0)
+    refused = dataplane.telemetry.metrics.feedback.labels("", "user", "unauthorized")
+    assert refused._value.get() == 3

@@ -71,7 +71,7 @@ async def router(exporter: InMemorySpanExporter) -> AsyncIterator[Router]:
         dataplane.start()
         proxy = ProxyServer(dataplane, "127.0.0.1:0")
         await proxy.start()
-        grpc_server = RouterServer(dataplane.core, "127.0.0.1:0")
+        grpc_server = RouterServer(dataplane, "127.0.0.1:0")
         await grpc_server.start()
         try:
             yield Router(proxy, grpc_server.port, enabled, exporter)

@@ -115,6 +115,16 @@ class Disaggregation(ApiModel):
 class RoutingPolicySpec(ApiModel):
     """A model alias, its candidate pools, the objective and how to choose."""
 
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "duration(self.feedbackWindow) > duration('0s') && "
+                "duration(self.feedbackWindow) <= duration('24h')",
+                "feedbackWindow must be above 0 and at most 24h",
+            )
+        )
+    }
+
     model_alias: str = Field(
         min_length=1,
         max_length=256,
@@ -134,6 +144,11 @@ class RoutingPolicySpec(ApiModel):
     algorithm: Algorithm = Field(default_factory=Algorithm)
     disaggregation: Disaggregation = Field(default_factory=Disaggregation)
     failure_mode: Literal["FailOpen", "FailClose"] = "FailClose"
+    feedback_window: Duration = Field(
+        default="10m",
+        description="How long after a decision quality feedback for it is still learned "
+        "(POST /v1/feedback or SubmitFeedback); later feedback is refused as expired.",
+    )
 
 
 class ArmStatus(ApiModel):

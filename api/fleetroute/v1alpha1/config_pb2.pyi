@@ -354,6 +354,7 @@ class Policy(_message.Message):
     ALGORITHM_FIELD_NUMBER: _builtins.int
     MIN_UNCACHED_PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
     FAILURE_MODE_FIELD_NUMBER: _builtins.int
+    FEEDBACK_WINDOW_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique name, namespace/name for policies rendered from a cluster."""
     model_alias: _builtins.str
@@ -371,6 +372,10 @@ class Policy(_message.Message):
     def slo(self) -> Global___Slo: ...
     @_builtins.property
     def algorithm(self) -> Global___Algorithm: ...
+    @_builtins.property
+    def feedback_window(self) -> _duration_pb2.Duration:
+        """How long after a decision quality feedback for it is still learned (default 10 minutes)."""
+
     def __init__(
         self,
         *,
@@ -382,10 +387,11 @@ class Policy(_message.Message):
         algorithm: Global___Algorithm | None = ...,
         min_uncached_prompt_tokens: _builtins.int = ...,
         failure_mode: Global___FailureMode.ValueType = ...,
+        feedback_window: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "objective", b"objective", "slo", b"slo"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "feedback_window", b"feedback_window", "objective", b"objective", "slo", b"slo"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "candidates", b"candidates", "failure_mode", b"failure_mode", "min_uncached_prompt_tokens", b"min_uncached_prompt_tokens", "model_alias", b"model_alias", "name", b"name", "objective", b"objective", "slo", b"slo"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "candidates", b"candidates", "failure_mode", b"failure_mode", "feedback_window", b"feedback_window", "min_uncached_prompt_tokens", b"min_uncached_prompt_tokens", "model_alias", b"model_alias", "name", b"name", "objective", b"objective", "slo", b"slo"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

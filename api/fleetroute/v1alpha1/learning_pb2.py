@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"fleetroute/v1alpha1/learning.proto\x12\x13\x66leetroute.v1alpha1\x1a\x1fgoogle/protobuf/timestamp.proto\"d\n\rArmStatistics\x12\x0b\n\x03\x61rm\x18\x01 \x01(\t\x12\x0c\n\x04gram\x18\x02 \x03(\x01\x12\x0e\n\x06target\x18\x03 \x03(\x01\x12\x14\n\x0cobservations\x18\x04 \x01(\x01\x12\x12\n\nreward_sum\x18\x05 \x01(\x01\"\xde\x01\n\x0cLearnerState\x12\x11\n\talgorithm\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\x15\n\rfeature_names\x18\x03 \x03(\t\x12\x16\n\x0eregularization\x18\x04 \x01(\x01\x12\x10\n\x08\x64iscount\x18\x05 \x01(\x01\x12\x30\n\x04\x61rms\x18\x06 \x03(\x0b\x32\".fleetroute.v1alpha1.ArmStatistics\x12\r\n\x05\x64\x65lta\x18\x07 \x01(\x08\x12\x17\n\nprior_mean\x18\x08 \x01(\x01H\x00\x88\x01\x01\x42\r\n\x0b_prior_mean\"\xe8\x01\n\x0eRouterLearning\x12\x43\n\x08policies\x18\x01 \x03(\x0b\x32\x31.fleetroute.v1alpha1.RouterLearning.PoliciesEntry\x12,\n\x08taken_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07replica\x18\x03 \x01(\t\x1aR\n\rPoliciesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x30\n\x05value\x18\x02 \x01(\x0b\x32!.fleetroute.v1alpha1.LearnerState:\x02\x38\x01\x42&Z$fleetroute.dev/api/v1alpha1;v1alpha1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"fleetroute/v1alpha1/learning.proto\x12\x13\x66leetroute.v1alpha1\x1a\x1fgoogle/protobuf/timestamp.proto\"w\n\rArmStatistics\x12\x0b\n\x03\x61rm\x18\x01 \x01(\t\x12\x11\n\tobjective\x18\x06 \x01(\t\x12\x0c\n\x04gram\x18\x02 \x03(\x01\x12\x0e\n\x06target\x18\x03 \x03(\x01\x12\x14\n\x0cobservations\x18\x04 \x01(\x01\x12\x12\n\nreward_sum\x18\x05 \x01(\x01\"\xf2\x01\n\x0cLearnerState\x12\x11\n\talgorithm\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\r\x12\x15\n\rfeature_names\x18\x03 \x03(\t\x12\x16\n\x0eregularization\x18\x04 \x01(\x01\x12\x10\n\x08\x64iscount\x18\x05 \x01(\x01\x12\x30\n\x04\x61rms\x18\x06 \x03(\x0b\x32\".fleetroute.v1alpha1.ArmStatistics\x12\r\n\x05\x64\x65lta\x18\x07 \x01(\x08\x12\x17\n\nprior_mean\x18\x08 \x01(\x01H\x00\x88\x01\x01\x12\x12\n\nobjectives\x18\t \x03(\tB\r\n\x0b_prior_mean\"a\n\x0bPoolLatency\x12\x18\n\x0bttft_base_s\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x18\n\x0btpot_base_s\x18\x02 \x01(\x01H\x01\x88\x01\x01\x42\x0e\n\x0c_ttft_base_sB\x0e\n\x0c_tpot_base_s\"\x9d\x02\n\tArmCounts\x12\x0b\n\x03\x61rm\x18\x01 \x01(\t\x12\x11\n\tdecisions\x18\x02 \x01(\x04\x12\x46\n\x0cobservations\x18\x03 \x03(\x0b\x32\x30.fleetroute.v1alpha1.ArmCounts.ObservationsEntry\x12\x41\n\nscore_sums\x18\x04 \x03(\x0b\x32-.fleetroute.v1alpha1.ArmCounts.ScoreSumsEntry\x1a\x33\n\x11ObservationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x30\n\x0eScoreSumsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"<\n\x0cPolicyCounts\x12,\n\x04\x61rms\x18\x01 \x03(\x0b\x32\x1e.fleetroute.v1alpha1.ArmCounts\"\xb8\x02\n\x10\x41waitingFeedback\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06policy\x18\x03 \x01(\t\x12\x0c\n\x04pool\x18\x04 \x01(\t\x12\x10\n\x08\x66\x65\x61tures\x18\x05 \x03(\x01\x12+\n\x07made_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x64\x65\x61\x64line\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x41\n\x06scores\x18\x08 \x03(\x0b\x32\x31.fleetroute.v1alpha1.AwaitingFeedback.ScoresEntry\x1a-\n\x0bScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xc3\x04\n\x0eRouterLearning\x12\x43\n\x08policies\x18\x01 \x03(\x0b\x32\x31.fleetroute.v1alpha1.RouterLearning.PoliciesEntry\x12,\n\x08taken_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07replica\x18\x03 \x01(\t\x12=\n\x05guard\x18\x04 \x03(\x0b\x32..fleetroute.v1alpha1.RouterLearning.GuardEntry\x12?\n\x06\x63ounts\x18\x05 \x03(\x0b\x32/.fleetroute.v1alpha1.RouterLearning.CountsEntry\x12\x37\n\x08\x61waiting\x18\x06 \x03(\x0b\x32%.fleetroute.v1alpha1.AwaitingFeedback\x1aR\n\rPoliciesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x30\n\x05value\x18\x02 \x01(\x0b\x32!.fleetroute.v1alpha1.LearnerState:\x02\x38\x01\x1aN\n\nGuardEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12/\n\x05value\x18\x02 \x01(\x0b\x32 .fleetroute.v1alpha1.PoolLatency:\x02\x38\x01\x1aP\n\x0b\x43ountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x30\n\x05value\x18\x02 \x01(\x0b\x32!.fleetroute.v1alpha1.PolicyCounts:\x02\x38\x01\x42&Z$fleetroute.dev/api/v1alpha1;v1alpha1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,14 +33,42 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fleetroute.v1alpha1.learnin
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z$fleetroute.dev/api/v1alpha1;v1alpha1'
+  _globals['_ARMCOUNTS_OBSERVATIONSENTRY']._loaded_options = None
+  _globals['_ARMCOUNTS_OBSERVATIONSENTRY']._serialized_options = b'8\001'
+  _globals['_ARMCOUNTS_SCORESUMSENTRY']._loaded_options = None
+  _globals['_ARMCOUNTS_SCORESUMSENTRY']._serialized_options = b'8\001'
+  _globals['_AWAITINGFEEDBACK_SCORESENTRY']._loaded_options = None
+  _globals['_AWAITINGFEEDBACK_SCORESENTRY']._serialized_options = b'8\001'
   _globals['_ROUTERLEARNING_POLICIESENTRY']._loaded_options = None
   _globals['_ROUTERLEARNING_POLICIESENTRY']._serialized_options = b'8\001'
+  _globals['_ROUTERLEARNING_GUARDENTRY']._loaded_options = None
+  _globals['_ROUTERLEARNING_GUARDENTRY']._serialized_options = b'8\001'
+  _globals['_ROUTERLEARNING_COUNTSENTRY']._loaded_options = None
+  _globals['_ROUTERLEARNING_COUNTSENTRY']._serialized_options = b'8\001'
   _globals['_ARMSTATISTICS']._serialized_start=92
-  _globals['_ARMSTATISTICS']._serialized_end=192
-  _globals['_LEARNERSTATE']._serialized_start=195
-  _globals['_LEARNERSTATE']._serialized_end=417
-  _globals['_ROUTERLEARNING']._serialized_start=420
-  _globals['_ROUTERLEARNING']._serialized_end=652
-  _globals['_ROUTERLEARNING_POLICIESENTRY']._serialized_start=570
-  _globals['_ROUTERLEARNING_POLICIESENTRY']._serialized_end=652
+  _globals['_ARMSTATISTICS']._serialized_end=211
+  _globals['_LEARNERSTATE']._serialized_start=214
+  _globals['_LEARNERSTATE']._serialized_end=456
+  _globals['_POOLLATENCY']._serialized_start=458
+  _globals['_POOLLATENCY']._serialized_end=555
+  _globals['_ARMCOUNTS']._serialized_start=558
+  _globals['_ARMCOUNTS']._serialized_end=843
+  _globals['_ARMCOUNTS_OBSERVATIONSENTRY']._serialized_start=742
+  _globals['_ARMCOUNTS_OBSERVATIONSENTRY']._serialized_end=793
+  _globals['_ARMCOUNTS_SCORESUMSENTRY']._serialized_start=795
+  _globals['_ARMCOUNTS_SCORESUMSENTRY']._serialized_end=843
+  _globals['_POLICYCOUNTS']._serialized_start=845
+  _globals['_POLICYCOUNTS']._serialized_end=905
+  _globals['_AWAITINGFEEDBACK']._serialized_start=908
+  _globals['_AWAITINGFEEDBACK']._serialized_end=1220
+  _globals['_AWAITINGFEEDBACK_SCORESENTRY']._serialized_start=1175
+  _globals['_AWAITINGFEEDBACK_SCORESENTRY']._serialized_end=1220
+  _globals['_ROUTERLEARNING']._serialized_start=1223
+  _globals['_ROUTERLEARNING']._serialized_end=1802
+  _globals['_ROUTERLEARNING_POLICIESENTRY']._serialized_start=1558
+  _globals['_ROUTERLEARNING_POLICIESENTRY']._serialized_end=1640
+  _globals['_ROUTERLEARNING_GUARDENTRY']._serialized_start=1642
+  _globals['_ROUTERLEARNING_GUARDENTRY']._serialized_end=1720
+  _globals['_ROUTERLEARNING_COUNTSENTRY']._serialized_start=1722
+  _globals['_ROUTERLEARNING_COUNTSENTRY']._serialized_end=1802
 # @@protoc_insertion_point(module_scope)

@@ -21,17 +21,23 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
 class ArmStatistics(_message.Message):
-    """Ridge statistics of one arm (candidate pool) of a linear bandit over d features."""
+    """Ridge statistics of one objective of one arm (candidate pool) of a linear bandit over d
+    features. Each objective (quality, latency, energy, cost) is learned on its own, from the
+    requests that measured it; the policy's weights combine them only when choosing.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     ARM_FIELD_NUMBER: _builtins.int
+    OBJECTIVE_FIELD_NUMBER: _builtins.int
     GRAM_FIELD_NUMBER: _builtins.int
     TARGET_FIELD_NUMBER: _builtins.int
     OBSERVATIONS_FIELD_NUMBER: _builtins.int
     REWARD_SUM_FIELD_NUMBER: _builtins.int
     arm: _builtins.str
     """Pool name (Pool.name)."""
+    objective: _builtins.str
+    """quality | latency | energy | cost."""
     observations: _builtins.float
     """Observations learned from (discounted), and the sum of their rewards."""
     reward_sum: _builtins.float
@@ -49,6 +55,7 @@ class ArmStatistics(_message.Message):
         self,
         *,
         arm: _builtins.str = ...,
+        objective: _builtins.str = ...,
         gram: _abc.Iterable[_builtins.float] | None = ...,
         target: _abc.Iterable[_builtins.float] | None = ...,
         observations: _builtins.float = ...,
@@ -56,7 +63,7 @@ class ArmStatistics(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["arm", b"arm", "gram", b"gram", "observations", b"observations", "reward_sum", b"reward_sum", "target", b"target"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arm", b"arm", "gram", b"gram", "objective", b"objective", "observations", b"observations", "reward_sum", b"reward_sum", "target", b"target"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -76,6 +83,7 @@ class LearnerState(_message.Message):
     ARMS_FIELD_NUMBER: _builtins.int
     DELTA_FIELD_NUMBER: _builtins.int
     PRIOR_MEAN_FIELD_NUMBER: _builtins.int
+    OBJECTIVES_FIELD_NUMBER: _builtins.int
     algorithm: _builtins.str
     """Algorithm that learned them (linucb, thompson, epsilon-greedy); any linear one can load them."""
     dimension: _builtins.int
@@ -92,6 +100,10 @@ class LearnerState(_message.Message):
 
     @_builtins.property
     def arms(self) -> _containers.RepeatedCompositeFieldContainer[Global___ArmStatistics]: ...
+    @_builtins.property
+    def objectives(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Objectives the statistics are kept for, in the learner's order."""
+
     def __init__(
         self,
         *,
@@ -103,16 +115,212 @@ class LearnerState(_message.Message):
         arms: _abc.Iterable[Global___ArmStatistics] | None = ...,
         delta: _builtins.bool = ...,
         prior_mean: _builtins.float | None = ...,
+        objectives: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_prior_mean", b"_prior_mean", "prior_mean", b"prior_mean"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_prior_mean", b"_prior_mean", "algorithm", b"algorithm", "arms", b"arms", "delta", b"delta", "dimension", b"dimension", "discount", b"discount", "feature_names", b"feature_names", "prior_mean", b"prior_mean", "regularization", b"regularization"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_prior_mean", b"_prior_mean", "algorithm", b"algorithm", "arms", b"arms", "delta", b"delta", "dimension", b"dimension", "discount", b"discount", "feature_names", b"feature_names", "objectives", b"objectives", "prior_mean", b"prior_mean", "regularization", b"regularization"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__prior_mean: _TypeAlias = _typing.Literal["prior_mean"]  # noqa: Y015
     _WhichOneofArgType__prior_mean: _TypeAlias = _typing.Literal["_prior_mean", b"_prior_mean"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__prior_mean) -> _WhichOneofReturnType__prior_mean | None: ...
 
 Global___LearnerState: _TypeAlias = LearnerState  # noqa: Y015
+
+@_typing.final
+class PoolLatency(_message.Message):
+    """What the SLO guard learned of one pool's unloaded latency."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TTFT_BASE_S_FIELD_NUMBER: _builtins.int
+    TPOT_BASE_S_FIELD_NUMBER: _builtins.int
+    ttft_base_s: _builtins.float
+    tpot_base_s: _builtins.float
+    def __init__(
+        self,
+        *,
+        ttft_base_s: _builtins.float | None = ...,
+        tpot_base_s: _builtins.float | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_tpot_base_s", b"_tpot_base_s", "_ttft_base_s", b"_ttft_base_s", "tpot_base_s", b"tpot_base_s", "ttft_base_s", b"ttft_base_s"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_tpot_base_s", b"_tpot_base_s", "_ttft_base_s", b"_ttft_base_s", "tpot_base_s", b"tpot_base_s", "ttft_base_s", b"ttft_base_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__tpot_base_s: _TypeAlias = _typing.Literal["tpot_base_s"]  # noqa: Y015
+    _WhichOneofArgType__tpot_base_s: _TypeAlias = _typing.Literal["_tpot_base_s", b"_tpot_base_s"]  # noqa: Y015
+    _WhichOneofReturnType__ttft_base_s: _TypeAlias = _typing.Literal["ttft_base_s"]  # noqa: Y015
+    _WhichOneofArgType__ttft_base_s: _TypeAlias = _typing.Literal["_ttft_base_s", b"_ttft_base_s"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__tpot_base_s) -> _WhichOneofReturnType__tpot_base_s | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__ttft_base_s) -> _WhichOneofReturnType__ttft_base_s | None: ...
+
+Global___PoolLatency: _TypeAlias = PoolLatency  # noqa: Y015
+
+@_typing.final
+class ArmCounts(_message.Message):
+    """Decisions and rewards of one arm of a policy, for status (GetStats)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ObservationsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class ScoreSumsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ARM_FIELD_NUMBER: _builtins.int
+    DECISIONS_FIELD_NUMBER: _builtins.int
+    OBSERVATIONS_FIELD_NUMBER: _builtins.int
+    SCORE_SUMS_FIELD_NUMBER: _builtins.int
+    arm: _builtins.str
+    decisions: _builtins.int
+    @_builtins.property
+    def observations(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """Per objective: observations learned and the sum of their scores."""
+
+    @_builtins.property
+    def score_sums(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
+    def __init__(
+        self,
+        *,
+        arm: _builtins.str = ...,
+        decisions: _builtins.int = ...,
+        observations: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        score_sums: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arm", b"arm", "decisions", b"decisions", "observations", b"observations", "score_sums", b"score_sums"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ArmCounts: _TypeAlias = ArmCounts  # noqa: Y015
+
+@_typing.final
+class PolicyCounts(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ARMS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def arms(self) -> _containers.RepeatedCompositeFieldContainer[Global___ArmCounts]: ...
+    def __init__(
+        self,
+        *,
+        arms: _abc.Iterable[Global___ArmCounts] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arms", b"arms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PolicyCounts: _TypeAlias = PolicyCounts  # noqa: Y015
+
+@_typing.final
+class AwaitingFeedback(_message.Message):
+    """A decision still waiting for quality feedback, kept across restarts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ScoresEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    DECISION_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    POLICY_FIELD_NUMBER: _builtins.int
+    POOL_FIELD_NUMBER: _builtins.int
+    FEATURES_FIELD_NUMBER: _builtins.int
+    MADE_AT_FIELD_NUMBER: _builtins.int
+    DEADLINE_FIELD_NUMBER: _builtins.int
+    SCORES_FIELD_NUMBER: _builtins.int
+    decision_id: _builtins.str
+    request_id: _builtins.str
+    policy: _builtins.str
+    pool: _builtins.str
+    @_builtins.property
+    def features(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
+    @_builtins.property
+    def made_at(self) -> _timestamp_pb2.Timestamp:
+        """When the decision was made, and until when feedback is learned."""
+
+    @_builtins.property
+    def deadline(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def scores(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """Scores already learned, by source (a repeat is a duplicate, another score a conflict)."""
+
+    def __init__(
+        self,
+        *,
+        decision_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        policy: _builtins.str = ...,
+        pool: _builtins.str = ...,
+        features: _abc.Iterable[_builtins.float] | None = ...,
+        made_at: _timestamp_pb2.Timestamp | None = ...,
+        deadline: _timestamp_pb2.Timestamp | None = ...,
+        scores: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "made_at", b"made_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deadline", b"deadline", "decision_id", b"decision_id", "features", b"features", "made_at", b"made_at", "policy", b"policy", "pool", b"pool", "request_id", b"request_id", "scores", b"scores"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AwaitingFeedback: _TypeAlias = AwaitingFeedback  # noqa: Y015
 
 @_typing.final
 class RouterLearning(_message.Message):
@@ -141,25 +349,85 @@ class RouterLearning(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class GuardEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___PoolLatency: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___PoolLatency | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class CountsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        @_builtins.property
+        def value(self) -> Global___PolicyCounts: ...
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: Global___PolicyCounts | None = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     POLICIES_FIELD_NUMBER: _builtins.int
     TAKEN_AT_FIELD_NUMBER: _builtins.int
     REPLICA_FIELD_NUMBER: _builtins.int
+    GUARD_FIELD_NUMBER: _builtins.int
+    COUNTS_FIELD_NUMBER: _builtins.int
+    AWAITING_FIELD_NUMBER: _builtins.int
     replica: _builtins.str
     """Who took it (e.g. the router replica's pod name), for merges and diagnostics."""
     @_builtins.property
     def policies(self) -> _containers.MessageMap[_builtins.str, Global___LearnerState]: ...
     @_builtins.property
     def taken_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def guard(self) -> _containers.MessageMap[_builtins.str, Global___PoolLatency]:
+        """The SLO guard's latency estimates by pool name."""
+
+    @_builtins.property
+    def counts(self) -> _containers.MessageMap[_builtins.str, Global___PolicyCounts]:
+        """Decision and reward counts by policy name."""
+
+    @_builtins.property
+    def awaiting(self) -> _containers.RepeatedCompositeFieldContainer[Global___AwaitingFeedback]:
+        """Decisions whose quality feedback may still arrive."""
+
     def __init__(
         self,
         *,
         policies: _abc.Mapping[_builtins.str, Global___LearnerState] | None = ...,
         taken_at: _timestamp_pb2.Timestamp | None = ...,
         replica: _builtins.str = ...,
+        guard: _abc.Mapping[_builtins.str, Global___PoolLatency] | None = ...,
+        counts: _abc.Mapping[_builtins.str, Global___PolicyCounts] | None = ...,
+        awaiting: _abc.Iterable[Global___AwaitingFeedback] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["taken_at", b"taken_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["policies", b"policies", "replica", b"replica", "taken_at", b"taken_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["awaiting", b"awaiting", "counts", b"counts", "guard", b"guard", "policies", b"policies", "replica", b"replica", "taken_at", b"taken_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -23,9 +23,10 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from fleetroute.v1alpha1 import config_pb2 as fleetroute_dot_v1alpha1_dot_config__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n fleetroute/v1alpha1/router.proto\x12\x13\x66leetroute.v1alpha1\x1a\x1egoogle/protobuf/duration.proto\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\xab\x01\n\x0cRouteRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x32\n\x08messages\x18\x03 \x03(\x0b\x32 .fleetroute.v1alpha1.ChatMessage\x12\x12\n\nmax_tokens\x18\x04 \x01(\r\x12\x0e\n\x06stream\x18\x05 \x01(\x08\x12\x10\n\x08priority\x18\x06 \x01(\x05\x12\x12\n\nrequest_id\x18\x07 \x01(\t\"\'\n\x08\x41rmScore\x12\x0c\n\x04pool\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\"\xe9\x01\n\rRouteDecision\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06policy\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x0c\n\x04pool\x18\x05 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x06 \x01(\t\x12\x14\n\x0cprefill_pool\x18\x07 \x01(\t\x12\x18\n\x10prefill_endpoint\x18\x08 \x01(\t\x12\x11\n\talgorithm\x18\t \x01(\t\x12-\n\x06scores\x18\n \x03(\x0b\x32\x1d.fleetroute.v1alpha1.ArmScore\"\x8b\x02\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0f\n\x07success\x18\x02 \x01(\x08\x12\'\n\x04ttft\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0b\x65\x32\x65_latency\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rprompt_tokens\x18\x05 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x06 \x01(\r\x12\x1a\n\renergy_joules\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x07quality\x18\x08 \x01(\x01H\x01\x88\x01\x01\x42\x10\n\x0e_energy_joulesB\n\n\x08_quality\"\x1b\n\tReportAck\x12\x0e\n\x06reward\x18\x01 \x01(\x01\"\x1e\n\x0cStatsRequest\x12\x0e\n\x06policy\x18\x01 \x01(\t\"`\n\x08\x41rmStats\x12\x0c\n\x04pool\x18\x01 \x01(\t\x12\x11\n\tdecisions\x18\x02 \x01(\x04\x12\r\n\x05share\x18\x03 \x01(\x01\x12\x0f\n\x07rewards\x18\x04 \x01(\x04\x12\x13\n\x0bmean_reward\x18\x05 \x01(\x01\"]\n\x0bPolicyStats\x12\x0e\n\x06policy\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12+\n\x04\x61rms\x18\x03 \x03(\x0b\x32\x1d.fleetroute.v1alpha1.ArmStats\"Z\n\x0bRouterStats\x12\x32\n\x08policies\x18\x01 \x03(\x0b\x32 .fleetroute.v1alpha1.PolicyStats\x12\x17\n\x0f\x63onfig_revision\x18\x02 \x01(\t2\xf2\x01\n\x06Router\x12N\n\x05Route\x12!.fleetroute.v1alpha1.RouteRequest\x1a\".fleetroute.v1alpha1.RouteDecision\x12G\n\x06Report\x12\x1d.fleetroute.v1alpha1.Feedback\x1a\x1e.fleetroute.v1alpha1.ReportAck\x12O\n\x08GetStats\x12!.fleetroute.v1alpha1.StatsRequest\x1a .fleetroute.v1alpha1.RouterStatsB&Z$fleetroute.dev/api/v1alpha1;v1alpha1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n fleetroute/v1alpha1/router.proto\x12\x13\x66leetroute.v1alpha1\x1a\x1egoogle/protobuf/duration.proto\x1a fleetroute/v1alpha1/config.proto\",\n\x0b\x43hatMessage\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x0f\n\x07\x63ontent\x18\x02 \x01(\t\"\xde\x01\n\x0cRouteRequest\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0e\n\x06prompt\x18\x02 \x01(\t\x12\x32\n\x08messages\x18\x03 \x03(\x0b\x32 .fleetroute.v1alpha1.ChatMessage\x12\x12\n\nmax_tokens\x18\x04 \x01(\r\x12\x0e\n\x06stream\x18\x05 \x01(\x08\x12\x10\n\x08priority\x18\x06 \x01(\x05\x12\x12\n\nrequest_id\x18\x07 \x01(\t\x12\x31\n\tobjective\x18\x08 \x01(\x0b\x32\x1e.fleetroute.v1alpha1.Objective\"\'\n\x08\x41rmScore\x12\x0c\n\x04pool\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x01\"\xe9\x01\n\rRouteDecision\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x0e\n\x06policy\x18\x03 \x01(\t\x12\r\n\x05model\x18\x04 \x01(\t\x12\x0c\n\x04pool\x18\x05 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x06 \x01(\t\x12\x14\n\x0cprefill_pool\x18\x07 \x01(\t\x12\x18\n\x10prefill_endpoint\x18\x08 \x01(\t\x12\x11\n\talgorithm\x18\t \x01(\t\x12-\n\x06scores\x18\n \x03(\x0b\x32\x1d.fleetroute.v1alpha1.ArmScore\"\xa3\x02\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x0f\n\x07success\x18\x02 \x01(\x08\x12\'\n\x04ttft\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\x12.\n\x0b\x65\x32\x65_latency\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x15\n\rprompt_tokens\x18\x05 \x01(\r\x12\x19\n\x11\x63ompletion_tokens\x18\x06 \x01(\r\x12\x1a\n\renergy_joules\x18\x07 \x01(\x01H\x00\x88\x01\x01\x12\x14\n\x07quality\x18\x08 \x01(\x01H\x01\x88\x01\x01\x12\x16\n\x0equality_source\x18\t \x01(\tB\x10\n\x0e_energy_joulesB\n\n\x08_quality\"\xee\x01\n\x0fQualityFeedback\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x12\n\x05score\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05label\x18\x04 \x01(\t\x12\x0e\n\x06source\x18\x05 \x01(\t\x12\x44\n\x08metadata\x18\x06 \x03(\x0b\x32\x32.fleetroute.v1alpha1.QualityFeedback.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\x08\n\x06_score\"\xc9\x01\n\x0b\x46\x65\x65\x64\x62\x61\x63kAck\x12\x37\n\x06status\x18\x01 \x01(\x0e\x32\'.fleetroute.v1alpha1.FeedbackAck.Status\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x02 \x01(\t\x12\x0e\n\x06policy\x18\x03 \x01(\t\x12\x0c\n\x04pool\x18\x04 \x01(\t\x12\x0f\n\x07quality\x18\x05 \x01(\x01\"=\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x41\x43\x43\x45PTED\x10\x01\x12\r\n\tDUPLICATE\x10\x02\"\x1b\n\tReportAck\x12\x0e\n\x06reward\x18\x01 \x01(\x01\"\x1e\n\x0cStatsRequest\x12\x0e\n\x06policy\x18\x01 \x01(\t\"\xd3\x02\n\x08\x41rmStats\x12\x0c\n\x04pool\x18\x01 \x01(\t\x12\x11\n\tdecisions\x18\x02 \x01(\x04\x12\r\n\x05share\x18\x03 \x01(\x01\x12\x0f\n\x07rewards\x18\x04 \x01(\x04\x12\x13\n\x0bmean_reward\x18\x05 \x01(\x01\x12\x45\n\x0cobservations\x18\x06 \x03(\x0b\x32/.fleetroute.v1alpha1.ArmStats.ObservationsEntry\x12\x42\n\x0bmean_scores\x18\x07 \x03(\x0b\x32-.fleetroute.v1alpha1.ArmStats.MeanScoresEntry\x1a\x33\n\x11ObservationsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x31\n\x0fMeanScoresEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x93\x01\n\x0bPolicyStats\x12\x0e\n\x06policy\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12+\n\x04\x61rms\x18\x03 \x03(\x0b\x32\x1d.fleetroute.v1alpha1.ArmStats\x12\x1c\n\x14quality_observations\x18\x04 \x01(\x01\x12\x16\n\x0equality_weight\x18\x05 \x01(\x01\"Z\n\x0bRouterStats\x12\x32\n\x08policies\x18\x01 \x03(\x0b\x32 .fleetroute.v1alpha1.PolicyStats\x12\x17\n\x0f\x63onfig_revision\x18\x02 \x01(\t2\xcc\x02\n\x06Router\x12N\n\x05Route\x12!.fleetroute.v1alpha1.RouteRequest\x1a\".fleetroute.v1alpha1.RouteDecision\x12G\n\x06Report\x12\x1d.fleetroute.v1alpha1.Feedback\x1a\x1e.fleetroute.v1alpha1.ReportAck\x12X\n\x0eSubmitFeedback\x12$.fleetroute.v1alpha1.QualityFeedback\x1a .fleetroute.v1alpha1.FeedbackAck\x12O\n\x08GetStats\x12!.fleetroute.v1alpha1.StatsRequest\x1a .fleetroute.v1alpha1.RouterStatsB&Z$fleetroute.dev/api/v1alpha1;v1alpha1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,26 +34,44 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fleetroute.v1alpha1.router_
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z$fleetroute.dev/api/v1alpha1;v1alpha1'
-  _globals['_CHATMESSAGE']._serialized_start=89
-  _globals['_CHATMESSAGE']._serialized_end=133
-  _globals['_ROUTEREQUEST']._serialized_start=136
-  _globals['_ROUTEREQUEST']._serialized_end=307
-  _globals['_ARMSCORE']._serialized_start=309
-  _globals['_ARMSCORE']._serialized_end=348
-  _globals['_ROUTEDECISION']._serialized_start=351
-  _globals['_ROUTEDECISION']._serialized_end=584
-  _globals['_FEEDBACK']._serialized_start=587
-  _globals['_FEEDBACK']._serialized_end=854
-  _globals['_REPORTACK']._serialized_start=856
-  _globals['_REPORTACK']._serialized_end=883
-  _globals['_STATSREQUEST']._serialized_start=885
-  _globals['_STATSREQUEST']._serialized_end=915
-  _globals['_ARMSTATS']._serialized_start=917
-  _globals['_ARMSTATS']._serialized_end=1013
-  _globals['_POLICYSTATS']._serialized_start=1015
-  _globals['_POLICYSTATS']._serialized_end=1108
-  _globals['_ROUTERSTATS']._serialized_start=1110
-  _globals['_ROUTERSTATS']._serialized_end=1200
-  _globals['_ROUTER']._serialized_start=1203
-  _globals['_ROUTER']._serialized_end=1445
+  _globals['_QUALITYFEEDBACK_METADATAENTRY']._loaded_options = None
+  _globals['_QUALITYFEEDBACK_METADATAENTRY']._serialized_options = b'8\001'
+  _globals['_ARMSTATS_OBSERVATIONSENTRY']._loaded_options = None
+  _globals['_ARMSTATS_OBSERVATIONSENTRY']._serialized_options = b'8\001'
+  _globals['_ARMSTATS_MEANSCORESENTRY']._loaded_options = None
+  _globals['_ARMSTATS_MEANSCORESENTRY']._serialized_options = b'8\001'
+  _globals['_CHATMESSAGE']._serialized_start=123
+  _globals['_CHATMESSAGE']._serialized_end=167
+  _globals['_ROUTEREQUEST']._serialized_start=170
+  _globals['_ROUTEREQUEST']._serialized_end=392
+  _globals['_ARMSCORE']._serialized_start=394
+  _globals['_ARMSCORE']._serialized_end=433
+  _globals['_ROUTEDECISION']._serialized_start=436
+  _globals['_ROUTEDECISION']._serialized_end=669
+  _globals['_FEEDBACK']._serialized_start=672
+  _globals['_FEEDBACK']._serialized_end=963
+  _globals['_QUALITYFEEDBACK']._serialized_start=966
+  _globals['_QUALITYFEEDBACK']._serialized_end=1204
+  _globals['_QUALITYFEEDBACK_METADATAENTRY']._serialized_start=1147
+  _globals['_QUALITYFEEDBACK_METADATAENTRY']._serialized_end=1194
+  _globals['_FEEDBACKACK']._serialized_start=1207
+  _globals['_FEEDBACKACK']._serialized_end=1408
+  _globals['_FEEDBACKACK_STATUS']._serialized_start=1347
+  _globals['_FEEDBACKACK_STATUS']._serialized_end=1408
+  _globals['_REPORTACK']._serialized_start=1410
+  _globals['_REPORTACK']._serialized_end=1437
+  _globals['_STATSREQUEST']._serialized_start=1439
+  _globals['_STATSREQUEST']._serialized_end=1469
+  _globals['_ARMSTATS']._serialized_start=1472
+  _globals['_ARMSTATS']._serialized_end=1811
+  _globals['_ARMSTATS_OBSERVATIONSENTRY']._serialized_start=1709
+  _globals['_ARMSTATS_OBSERVATIONSENTRY']._serialized_end=1760
+  _globals['_ARMSTATS_MEANSCORESENTRY']._serialized_start=1762
+  _globals['_ARMSTATS_MEANSCORESENTRY']._serialized_end=1811
+  _globals['_POLICYSTATS']._serialized_start=1814
+  _globals['_POLICYSTATS']._serialized_end=1961
+  _globals['_ROUTERSTATS']._serialized_start=1963
+  _globals['_ROUTERSTATS']._serialized_end=2053
+  _globals['_ROUTER']._serialized_start=2056
+  _globals['_ROUTER']._serialized_end=2388
 # @@protoc_insertion_point(module_scope)

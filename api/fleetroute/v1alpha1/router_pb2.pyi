@@ -4,10 +4,12 @@ isort:skip_file
 The router's own gRPC API: ask where a request should go, and report how it went."""
 
 from collections import abc as _abc
+from fleetroute.v1alpha1 import config_pb2 as _config_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -56,6 +58,7 @@ class RouteRequest(_message.Message):
     STREAM_FIELD_NUMBER: _builtins.int
     PRIORITY_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    OBJECTIVE_FIELD_NUMBER: _builtins.int
     model: _builtins.str
     """A policy's model alias, or a concrete model served by some pool."""
     prompt: _builtins.str
@@ -69,6 +72,10 @@ class RouteRequest(_message.Message):
     """Caller's request id, echoed in the decision; the router makes one when empty."""
     @_builtins.property
     def messages(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChatMessage]: ...
+    @_builtins.property
+    def objective(self) -> _config_pb2.Objective:
+        """Weights for this request instead of the policy's (all zero or unset: the policy's)."""
+
     def __init__(
         self,
         *,
@@ -79,10 +86,11 @@ class RouteRequest(_message.Message):
         stream: _builtins.bool = ...,
         priority: _builtins.int = ...,
         request_id: _builtins.str = ...,
+        objective: _config_pb2.Objective | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["objective", b"objective"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_tokens", b"max_tokens", "messages", b"messages", "model", b"model", "priority", b"priority", "prompt", b"prompt", "request_id", b"request_id", "stream", b"stream"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_tokens", b"max_tokens", "messages", b"messages", "model", b"model", "objective", b"objective", "priority", b"priority", "prompt", b"prompt", "request_id", b"request_id", "stream", b"stream"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -181,6 +189,7 @@ class Feedback(_message.Message):
     COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
     ENERGY_JOULES_FIELD_NUMBER: _builtins.int
     QUALITY_FIELD_NUMBER: _builtins.int
+    QUALITY_SOURCE_FIELD_NUMBER: _builtins.int
     decision_id: _builtins.str
     success: _builtins.bool
     """False when the request failed upstream."""
@@ -189,7 +198,10 @@ class Feedback(_message.Message):
     energy_joules: _builtins.float
     """Measured energy; the router estimates it from the pool's power figures when absent."""
     quality: _builtins.float
-    """Explicit quality score in [0, 1] (e.g. a grader's or a user's), when known."""
+    """Explicit quality score in [0, 1] (e.g. a grader's or a user's), when known; learned as
+    SubmitFeedback from `quality_source` (default user).
+    """
+    quality_source: _builtins.str
     @_builtins.property
     def ttft(self) -> _duration_pb2.Duration: ...
     @_builtins.property
@@ -205,10 +217,11 @@ class Feedback(_message.Message):
         completion_tokens: _builtins.int = ...,
         energy_joules: _builtins.float | None = ...,
         quality: _builtins.float | None = ...,
+        quality_source: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_energy_joules", b"_energy_joules", "_quality", b"_quality", "e2e_latency", b"e2e_latency", "energy_joules", b"energy_joules", "quality", b"quality", "ttft", b"ttft"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_energy_joules", b"_energy_joules", "_quality", b"_quality", "completion_tokens", b"completion_tokens", "decision_id", b"decision_id", "e2e_latency", b"e2e_latency", "energy_joules", b"energy_joules", "prompt_tokens", b"prompt_tokens", "quality", b"quality", "success", b"success", "ttft", b"ttft"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_energy_joules", b"_energy_joules", "_quality", b"_quality", "completion_tokens", b"completion_tokens", "decision_id", b"decision_id", "e2e_latency", b"e2e_latency", "energy_joules", b"energy_joules", "prompt_tokens", b"prompt_tokens", "quality", b"quality", "quality_source", b"quality_source", "success", b"success", "ttft", b"ttft"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__energy_joules: _TypeAlias = _typing.Literal["energy_joules"]  # noqa: Y015
     _WhichOneofArgType__energy_joules: _TypeAlias = _typing.Literal["_energy_joules", b"_energy_joules"]  # noqa: Y015
@@ -220,6 +233,123 @@ class Feedback(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__quality) -> _WhichOneofReturnType__quality | None: ...
 
 Global___Feedback: _TypeAlias = Feedback  # noqa: Y015
+
+@_typing.final
+class QualityFeedback(_message.Message):
+    """A quality score for one decision."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    DECISION_ID_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    LABEL_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    decision_id: _builtins.str
+    """The decision (x-fleetroute-decision-id), or the request id (x-request-id) when the caller
+    only has that one (e.g. behind Envoy).
+    """
+    request_id: _builtins.str
+    score: _builtins.float
+    """A score in [0, 1], or a label: good (1) or bad (0)."""
+    label: _builtins.str
+    source: _builtins.str
+    """user | judge | eval."""
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Free-form context kept with the feedback (e.g. the judge's model), at most 16 entries."""
+
+    def __init__(
+        self,
+        *,
+        decision_id: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+        score: _builtins.float | None = ...,
+        label: _builtins.str = ...,
+        source: _builtins.str = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_score", b"_score", "score", b"score"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_score", b"_score", "decision_id", b"decision_id", "label", b"label", "metadata", b"metadata", "request_id", b"request_id", "score", b"score", "source", b"source"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__score: _TypeAlias = _typing.Literal["score"]  # noqa: Y015
+    _WhichOneofArgType__score: _TypeAlias = _typing.Literal["_score", b"_score"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__score) -> _WhichOneofReturnType__score | None: ...
+
+Global___QualityFeedback: _TypeAlias = QualityFeedback  # noqa: Y015
+
+@_typing.final
+class FeedbackAck(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    class _Status:
+        ValueType = _typing.NewType("ValueType", _builtins.int)
+        V: _TypeAlias = ValueType  # noqa: Y015
+
+    class _StatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[FeedbackAck._Status.ValueType], _builtins.type):
+        DESCRIPTOR: _descriptor.EnumDescriptor
+        STATUS_UNSPECIFIED: FeedbackAck._Status.ValueType  # 0
+        ACCEPTED: FeedbackAck._Status.ValueType  # 1
+        """Learned now."""
+        DUPLICATE: FeedbackAck._Status.ValueType  # 2
+        """The same score from the same source was learned before; nothing changed."""
+
+    class Status(_Status, metaclass=_StatusEnumTypeWrapper): ...
+    STATUS_UNSPECIFIED: FeedbackAck.Status.ValueType  # 0
+    ACCEPTED: FeedbackAck.Status.ValueType  # 1
+    """Learned now."""
+    DUPLICATE: FeedbackAck.Status.ValueType  # 2
+    """The same score from the same source was learned before; nothing changed."""
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    DECISION_ID_FIELD_NUMBER: _builtins.int
+    POLICY_FIELD_NUMBER: _builtins.int
+    POOL_FIELD_NUMBER: _builtins.int
+    QUALITY_FIELD_NUMBER: _builtins.int
+    status: Global___FeedbackAck.Status.ValueType
+    decision_id: _builtins.str
+    policy: _builtins.str
+    pool: _builtins.str
+    quality: _builtins.float
+    """The quality learned, in [0, 1]."""
+    def __init__(
+        self,
+        *,
+        status: Global___FeedbackAck.Status.ValueType = ...,
+        decision_id: _builtins.str = ...,
+        policy: _builtins.str = ...,
+        pool: _builtins.str = ...,
+        quality: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision_id", b"decision_id", "policy", b"policy", "pool", b"pool", "quality", b"quality", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FeedbackAck: _TypeAlias = FeedbackAck  # noqa: Y015
 
 @_typing.final
 class ReportAck(_message.Message):
@@ -268,18 +398,68 @@ class ArmStats(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class ObservationsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    @_typing.final
+    class MeanScoresEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     POOL_FIELD_NUMBER: _builtins.int
     DECISIONS_FIELD_NUMBER: _builtins.int
     SHARE_FIELD_NUMBER: _builtins.int
     REWARDS_FIELD_NUMBER: _builtins.int
     MEAN_REWARD_FIELD_NUMBER: _builtins.int
+    OBSERVATIONS_FIELD_NUMBER: _builtins.int
+    MEAN_SCORES_FIELD_NUMBER: _builtins.int
     pool: _builtins.str
     decisions: _builtins.int
     """Decisions that chose this arm, and their share of the policy's decisions."""
     share: _builtins.float
     rewards: _builtins.int
-    """Rewards learned from (reported or expired feedback), and their mean."""
+    """Rewards learned from, and their mean under the policy's current weights (each objective's
+    mean over the requests that measured it).
+    """
     mean_reward: _builtins.float
+    @_builtins.property
+    def observations(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """Per objective (quality, latency, energy, cost): observations and mean score."""
+
+    @_builtins.property
+    def mean_scores(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]: ...
     def __init__(
         self,
         *,
@@ -288,10 +468,12 @@ class ArmStats(_message.Message):
         share: _builtins.float = ...,
         rewards: _builtins.int = ...,
         mean_reward: _builtins.float = ...,
+        observations: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        mean_scores: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["decisions", b"decisions", "mean_reward", b"mean_reward", "pool", b"pool", "rewards", b"rewards", "share", b"share"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decisions", b"decisions", "mean_reward", b"mean_reward", "mean_scores", b"mean_scores", "observations", b"observations", "pool", b"pool", "rewards", b"rewards", "share", b"share"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -304,8 +486,15 @@ class PolicyStats(_message.Message):
     POLICY_FIELD_NUMBER: _builtins.int
     ALGORITHM_FIELD_NUMBER: _builtins.int
     ARMS_FIELD_NUMBER: _builtins.int
+    QUALITY_OBSERVATIONS_FIELD_NUMBER: _builtins.int
+    QUALITY_WEIGHT_FIELD_NUMBER: _builtins.int
     policy: _builtins.str
     algorithm: _builtins.str
+    quality_observations: _builtins.float
+    """Quality observations (feedback learned plus any loaded prior); 0 with a quality weight
+    above 0 means the policy has never seen what its answers are worth.
+    """
+    quality_weight: _builtins.float
     @_builtins.property
     def arms(self) -> _containers.RepeatedCompositeFieldContainer[Global___ArmStats]: ...
     def __init__(
@@ -314,10 +503,12 @@ class PolicyStats(_message.Message):
         policy: _builtins.str = ...,
         algorithm: _builtins.str = ...,
         arms: _abc.Iterable[Global___ArmStats] | None = ...,
+        quality_observations: _builtins.float = ...,
+        quality_weight: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "arms", b"arms", "policy", b"policy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["algorithm", b"algorithm", "arms", b"arms", "policy", b"policy", "quality_observations", b"quality_observations", "quality_weight", b"quality_weight"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

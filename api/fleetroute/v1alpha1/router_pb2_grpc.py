@@ -45,6 +45,11 @@ class RouterStub:
                 request_serializer=fleetroute_dot_v1alpha1_dot_router__pb2.Feedback.SerializeToString,
                 response_deserializer=fleetroute_dot_v1alpha1_dot_router__pb2.ReportAck.FromString,
                 _registered_method=True)
+        self.SubmitFeedback = channel.unary_unary(
+                '/fleetroute.v1alpha1.Router/SubmitFeedback',
+                request_serializer=fleetroute_dot_v1alpha1_dot_router__pb2.QualityFeedback.SerializeToString,
+                response_deserializer=fleetroute_dot_v1alpha1_dot_router__pb2.FeedbackAck.FromString,
+                _registered_method=True)
         self.GetStats = channel.unary_unary(
                 '/fleetroute.v1alpha1.Router/GetStats',
                 request_serializer=fleetroute_dot_v1alpha1_dot_router__pb2.StatsRequest.SerializeToString,
@@ -64,7 +69,18 @@ class RouterServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Report(self, request, context):
-        """Report the outcome of a decision; unknown or expired decision ids are NOT_FOUND.
+        """Report the outcome of a decision routed through Route (latency, tokens, success, and
+        optionally quality); unknown or expired decision ids are NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitFeedback(self, request, context):
+        """Report the quality of an answer (a user's, a judge's, an eval's), for a decision made by
+        any transport, within its policy's feedback window. Idempotent per decision and source:
+        a repeat is answered DUPLICATE; another score from the same source is ALREADY_EXISTS;
+        unknown or expired ids are NOT_FOUND; a bad score INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -90,6 +106,11 @@ def add_RouterServicer_to_server(servicer, server):
                     servicer.Report,
                     request_deserializer=fleetroute_dot_v1alpha1_dot_router__pb2.Feedback.FromString,
                     response_serializer=fleetroute_dot_v1alpha1_dot_router__pb2.ReportAck.SerializeToString,
+            ),
+            'SubmitFeedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitFeedback,
+                    request_deserializer=fleetroute_dot_v1alpha1_dot_router__pb2.QualityFeedback.FromString,
+                    response_serializer=fleetroute_dot_v1alpha1_dot_router__pb2.FeedbackAck.SerializeToString,
             ),
             'GetStats': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStats,
@@ -152,6 +173,33 @@ class Router:
             '/fleetroute.v1alpha1.Router/Report',
             fleetroute_dot_v1alpha1_dot_router__pb2.Feedback.SerializeToString,
             fleetroute_dot_v1alpha1_dot_router__pb2.ReportAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitFeedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fleetroute.v1alpha1.Router/SubmitFeedback',
+            fleetroute_dot_v1alpha1_dot_router__pb2.QualityFeedback.SerializeToString,
+            fleetroute_dot_v1alpha1_dot_router__pb2.FeedbackAck.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,7 +36,15 @@ class RouterStub:
     Route: _grpc.UnaryUnaryMultiCallable[_router_pb2.RouteRequest, _router_pb2.RouteDecision]
     """Decide where one request goes."""
     Report: _grpc.UnaryUnaryMultiCallable[_router_pb2.Feedback, _router_pb2.ReportAck]
-    """Report the outcome of a decision; unknown or expired decision ids are NOT_FOUND."""
+    """Report the outcome of a decision routed through Route (latency, tokens, success, and
+    optionally quality); unknown or expired decision ids are NOT_FOUND.
+    """
+    SubmitFeedback: _grpc.UnaryUnaryMultiCallable[_router_pb2.QualityFeedback, _router_pb2.FeedbackAck]
+    """Report the quality of an answer (a user's, a judge's, an eval's), for a decision made by
+    any transport, within its policy's feedback window. Idempotent per decision and source:
+    a repeat is answered DUPLICATE; another score from the same source is ALREADY_EXISTS;
+    unknown or expired ids are NOT_FOUND; a bad score INVALID_ARGUMENT.
+    """
     GetStats: _grpc.UnaryUnaryMultiCallable[_router_pb2.StatsRequest, _router_pb2.RouterStats]
     """What the router has learned, per policy and arm (the operator writes it into
     RoutingPolicy status); an unknown policy is NOT_FOUND.
@@ -50,7 +58,15 @@ class RouterAsyncStub(RouterStub):
     Route: _aio.UnaryUnaryMultiCallable[_router_pb2.RouteRequest, _router_pb2.RouteDecision]  # type: ignore[assignment]
     """Decide where one request goes."""
     Report: _aio.UnaryUnaryMultiCallable[_router_pb2.Feedback, _router_pb2.ReportAck]  # type: ignore[assignment]
-    """Report the outcome of a decision; unknown or expired decision ids are NOT_FOUND."""
+    """Report the outcome of a decision routed through Route (latency, tokens, success, and
+    optionally quality); unknown or expired decision ids are NOT_FOUND.
+    """
+    SubmitFeedback: _aio.UnaryUnaryMultiCallable[_router_pb2.QualityFeedback, _router_pb2.FeedbackAck]  # type: ignore[assignment]
+    """Report the quality of an answer (a user's, a judge's, an eval's), for a decision made by
+    any transport, within its policy's feedback window. Idempotent per decision and source:
+    a repeat is answered DUPLICATE; another score from the same source is ALREADY_EXISTS;
+    unknown or expired ids are NOT_FOUND; a bad score INVALID_ARGUMENT.
+    """
     GetStats: _aio.UnaryUnaryMultiCallable[_router_pb2.StatsRequest, _router_pb2.RouterStats]  # type: ignore[assignment]
     """What the router has learned, per policy and arm (the operator writes it into
     RoutingPolicy status); an unknown policy is NOT_FOUND.
@@ -73,7 +89,21 @@ class RouterServicer(metaclass=_abc_1.ABCMeta):
         request: _router_pb2.Feedback,
         context: _ServicerContext,
     ) -> _typing.Union[_router_pb2.ReportAck, _abc.Awaitable[_router_pb2.ReportAck]]:
-        """Report the outcome of a decision; unknown or expired decision ids are NOT_FOUND."""
+        """Report the outcome of a decision routed through Route (latency, tokens, success, and
+        optionally quality); unknown or expired decision ids are NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def SubmitFeedback(
+        self,
+        request: _router_pb2.QualityFeedback,
+        context: _ServicerContext,
+    ) -> _typing.Union[_router_pb2.FeedbackAck, _abc.Awaitable[_router_pb2.FeedbackAck]]:
+        """Report the quality of an answer (a user's, a judge's, an eval's), for a decision made by
+        any transport, within its policy's feedback window. Idempotent per decision and source:
+        a repeat is answered DUPLICATE; another score from the same source is ALREADY_EXISTS;
+        unknown or expired ids are NOT_FOUND; a bad score INVALID_ARGUMENT.
+        """
 
     @_abc_1.abstractmethod
     def GetStats(

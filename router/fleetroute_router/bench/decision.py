@@ -18,7 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from fleetroute.v1alpha1 import config_pb2
+from fleetroute_router import objectives
 from fleetroute_router.features import RequestInfo, text_features
+from fleetroute_router.objectives import OBJECTIVES
 from fleetroute_router.policies import registry
 from fleetroute_router.policies.base import Arm, SelectionPolicy
 
@@ -27,6 +30,8 @@ FEATURES = (8, 16, 32, 64)
 POLICIES = ("linucb", "thompson", "epsilon-greedy")
 DECISIONS = 5000
 WARMUP = 500
+# The embedded fleet's objective: every objective learned and weighed, as in serving.
+WEIGHTS = objectives.weights(config_pb2.Objective(quality=0.5, latency=0.2, energy=0.2, cost=0.1))
 PROMPT = (
     "Choose the correct answer. Respond with a single letter.\nQuestion:\nA train leaves the "
     "station at 3 pm travelling at 60 km/h; a second one leaves at 4 pm at 80 km/h on the same "
@@ -61,7 +66,8 @@ def _warm(policy: SelectionPolicy, arms: list[Arm], dimension: int) -> None:
     rng = np.random.default_rng(0)
     for _ in range(WARMUP):
         x = rng.random(dimension)
-        policy.update(policy.choose(x, arms).arm, x, float(rng.random()))
+        scores = dict(zip(OBJECTIVES, rng.random(len(OBJECTIVES)).tolist(), strict=True))
+        policy.update(policy.choose(x, arms, WEIGHTS).arm, x, scores)
 
 
 def _decider(
@@ -69,7 +75,7 @@ def _decider(
 ) -> Callable[[], object]:
     def decide() -> object:
         vector = np.resize(text_features(request).vector, dimension)
-        return policy.choose(vector, arms)
+        return policy.choose(vector, arms, WEIGHTS)
 
     return decide
 
@@ -87,7 +93,7 @@ def cases(decisions: int, policies: list[str]) -> list[dict[str, Any]]:
             )
             base50, base99 = np.percentile(baseline, [50, 99])
             for name in policies:
-                policy = registry.create(name, {"seed": 0})
+                policy = registry.create(name, {"seed": 0}, OBJECTIVES)
                 _warm(policy, arms, dimension)
                 samples = _time(_decider(policy, arms, dimension, request), decisions)
                 p50, p99 = np.percentile(samples, [50, 99])

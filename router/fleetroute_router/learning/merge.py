@@ -20,13 +20,20 @@ from collections.abc import Iterable, Sequence
 from fleetroute_router.policies.bandits import LinearBandit
 from fleetroute_router.policies.linear import ArmStatistics
 
+Key = tuple[str, str]
+
 
 def _subtract(current: ArmStatistics, base: ArmStatistics | None, prior: float) -> ArmStatistics:
     if base is None:
         gram = current.gram.copy()
         gram.flat[:: gram.shape[0] + 1] -= prior
         return ArmStatistics(
-            current.arm, gram, current.target.copy(), current.observations, current.reward_sum
+            current.arm,
+            gram,
+            current.target.copy(),
+            current.observations,
+            current.reward_sum,
+            current.objective,
         )
     return ArmStatistics(
         current.arm,
@@ -34,32 +41,45 @@ def _subtract(current: ArmStatistics, base: ArmStatistics | None, prior: float) 
         current.target - base.target,
         current.observations - base.observations,
         current.reward_sum - base.reward_sum,
+        current.objective,
     )
 
 
-def _add(into: dict[str, ArmStatistics], deltas: Iterable[ArmStatistics], prior: float) -> None:
+def key(stats: ArmStatistics) -> Key:
+    """Statistics are kept per arm and objective."""
+    return stats.arm, stats.objective
+
+
+def _add(into: dict[Key, ArmStatistics], deltas: Iterable[ArmStatistics], prior: float) -> None:
     for delta in deltas:
-        base = into.get(delta.arm)
+        base = into.get(key(delta))
         if base is None:
             d = delta.target.shape[0]
             gram = delta.gram.copy()
             gram.flat[:: d + 1] += prior
-            into[delta.arm] = ArmStatistics(
-                delta.arm, gram, delta.target.copy(), delta.observations, delta.reward_sum
+            into[key(delta)] = ArmStatistics(
+                delta.arm,
+                gram,
+                delta.target.copy(),
+                delta.observations,
+                delta.reward_sum,
+                delta.objective,
             )
         else:
-            into[delta.arm] = ArmStatistics(
+            into[key(delta)] = ArmStatistics(
                 delta.arm,
                 base.gram + delta.gram,
                 base.target + delta.target,
                 base.observations + delta.observations,
                 base.reward_sum + delta.reward_sum,
+                delta.objective,
             )
 
 
 def merge_deltas(deltas: Sequence[Sequence[ArmStatistics]]) -> list[ArmStatistics]:
-    """The sum of several replicas' deltas, arm by arm (what a hub would forward)."""
-    total: dict[str, ArmStatistics] = {}
+    """The sum of several replicas' deltas, arm and objective by arm and objective (what a
+    hub would forward)."""
+    total: dict[Key, ArmStatistics] = {}
     for replica in deltas:
         _add(total, replica, 0.0)
     return list(total.values())
@@ -71,13 +91,13 @@ class ReplicaSync:
     def __init__(self, bandit: LinearBandit) -> None:
         self.bandit = bandit
         self._prior = bandit.model.regularization
-        self._base: dict[str, ArmStatistics] = {s.arm: s for s in bandit.statistics()}
+        self._base: dict[Key, ArmStatistics] = {key(s): s for s in bandit.statistics()}
         self._sent: list[ArmStatistics] = []
 
     def delta(self) -> list[ArmStatistics]:
         """What this replica learned since its base; remembered as sent until `absorb`."""
         self._sent = [
-            _subtract(s, self._base.get(s.arm), self._prior) for s in self.bandit.statistics()
+            _subtract(s, self._base.get(key(s)), self._prior) for s in self.bandit.statistics()
         ]
         return self._sent
 

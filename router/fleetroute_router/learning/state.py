@@ -14,6 +14,7 @@ from fleetroute_router.policies.linear import ArmStatistics
 def arm_to_proto(stats: ArmStatistics) -> learning_pb2.ArmStatistics:
     return learning_pb2.ArmStatistics(
         arm=stats.arm,
+        objective=stats.objective,
         gram=stats.gram.ravel().tolist(),
         target=stats.target.tolist(),
         observations=stats.observations,
@@ -24,7 +25,13 @@ def arm_to_proto(stats: ArmStatistics) -> learning_pb2.ArmStatistics:
 def arm_from_proto(message: learning_pb2.ArmStatistics, dimension: int) -> ArmStatistics:
     if len(message.gram) != dimension * dimension or len(message.target) != dimension:
         raise ValueError(f"arm {message.arm!r}: statistics are not of dimension {dimension}")
+    if not message.objective:
+        raise ValueError(
+            f"arm {message.arm!r}: statistics of one combined reward (a snapshot older than "
+            "per-objective learning) cannot be split into objectives"
+        )
     return ArmStatistics(
+        objective=message.objective,
         arm=message.arm,
         gram=np.array(message.gram, dtype=np.float64).reshape(dimension, dimension),
         target=np.array(message.target, dtype=np.float64),
@@ -49,6 +56,7 @@ def to_proto(
         regularization=model.regularization,
         discount=model.discount,
         prior_mean=model.prior_mean,
+        objectives=list(model.objectives),
         arms=[arm_to_proto(a) for a in (model.statistics() if arms is None else arms)],
         delta=delta,
     )
@@ -79,5 +87,10 @@ def restore_into(
             f"the policy's is {bandit.model.prior_mean}"
         )
     arms = from_proto(state, feature_names)
+    unknown = {a.objective for a in arms} - set(bandit.model.objectives)
+    if unknown:
+        raise ValueError(
+            f"saved statistics are for objectives the policy does not learn: {unknown}"
+        )
     bandit.restore(arms)
     return len(arms)

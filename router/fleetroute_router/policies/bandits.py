@@ -1,17 +1,19 @@
 """Contextual bandits over per-arm ridge models: LinUCB, linear Thompson sampling, ε-greedy.
 
-All three share LinearModel (disjoint arms) and differ only in how an arm's score is formed
-from its predicted mean μ = θᵀx and variance sigma^2 = xᵀA⁻¹x:
+All three share LinearModel (disjoint arms, one ridge model per objective) and differ only in
+how an arm's score is formed from its objectives' predicted means μ_o = θ_oᵀx and variances
+sigma_o^2 = xᵀA_o⁻¹x, combined with the weights w (summing to 1) of the policy or the request:
+    μ = Σ_o w_o μ_o        sigma^2 = Σ_o w_o^2 sigma_o^2   (the objectives' estimates independent)
     linucb          μ + alpha·sigma
-    thompson        μ + v·sigma·z, z ~ N(0, 1) per arm: the exact law of xᵀθ̃ for θ̃ ~ N(θ, v²A⁻¹),
-                    so sampling the score is linear Thompson sampling without a Cholesky factor
+    thompson        Σ_o w_o (μ_o + v·sigma_o·z_o), z_o ~ N(0, 1): the exact law of xᵀθ̃_o for
+                    θ̃_o ~ N(θ_o, v²A_o⁻¹), so linear Thompson sampling without a Cholesky factor
     epsilon-greedy  μ, and with probability ε a uniformly random arm instead
 Ties (e.g. arms never tried) break uniformly at random with the policy's seeded generator.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -28,21 +30,37 @@ class LinearBandit:
     name = "linear"
 
     def __init__(
-        self, *, regularization: float = 1.0, discount: float = 1.0, seed: int | None = None
+        self,
+        *,
+        regularization: float = 1.0,
+        discount: float = 1.0,
+        seed: int | None = None,
+        objectives: Sequence[str] = ("quality",),
     ) -> None:
-        self.model = LinearModel(regularization=regularization, discount=discount)
+        self.model = LinearModel(
+            regularization=regularization, discount=discount, objectives=objectives
+        )
         self._rng = np.random.default_rng(seed)
+        self._equal = np.full(len(self.model.objectives), 1.0 / len(self.model.objectives))
 
-    def _scores(self, mean: Vector, variance: Vector) -> Vector:
+    def _scores(self, weights: Vector, mean: Vector, variance: Vector) -> Vector:
+        """Scores of K arms from (O, K) means and variances and O weights."""
         raise NotImplementedError
 
-    def choose(self, features: npt.NDArray[np.float64], arms: Sequence[Arm]) -> Choice:
+    def choose(
+        self,
+        features: npt.NDArray[np.float64],
+        arms: Sequence[Arm],
+        weights: Vector | None = None,
+    ) -> Choice:
         x = LinearModel.context(features)
         names = [a.pool for a in arms]
         rows = self.model.indices(names, x)
         mean, variance = self.model.mean_and_variance(x)
-        means = mean[rows]
-        scores = self._scores(means, variance[rows])
+        w = self._equal if weights is None else weights
+        objective_means = mean[:, rows]
+        means = w @ objective_means
+        scores = self._scores(w, objective_means, variance[:, rows])
         pick = self._best(scores)
         return Choice(
             names[pick],
@@ -57,8 +75,10 @@ class LinearBandit:
         tied = np.flatnonzero(scores >= scores[top] - TIE)
         return int(tied[self._rng.integers(len(tied))]) if len(tied) > 1 else top
 
-    def update(self, arm: str, features: npt.NDArray[np.float64], reward: float) -> None:
-        self.model.update(arm, features, reward)
+    def update(
+        self, arm: str, features: npt.NDArray[np.float64], scores: Mapping[str, float]
+    ) -> None:
+        self.model.update(arm, features, scores)
 
     def statistics(self) -> list[ArmStatistics]:
         """What every arm learned (for snapshots, merging and status)."""
@@ -67,7 +87,7 @@ class LinearBandit:
     def restore(self, statistics: Sequence[ArmStatistics]) -> None:
         """Set arms' statistics (a restored snapshot or a warm start); other arms are kept."""
         for stats in statistics:
-            self.model.add_arm(stats.arm, stats)
+            self.model.set_statistics(stats)
 
     def add_delta(self, deltas: Sequence[ArmStatistics]) -> None:
         """Add what another replica learned since the last exchange (see learning.merge)."""
@@ -91,12 +111,15 @@ class LinUCB(LinearBandit):
         regularization: float = 1.0,
         discount: float = 1.0,
         seed: int | None = None,
+        objectives: Sequence[str] = ("quality",),
     ) -> None:
-        super().__init__(regularization=regularization, discount=discount, seed=seed)
+        super().__init__(
+            regularization=regularization, discount=discount, seed=seed, objectives=objectives
+        )
         self.alpha = alpha
 
-    def _scores(self, mean: Vector, variance: Vector) -> Vector:
-        result: Vector = mean + self.alpha * np.sqrt(variance)
+    def _scores(self, weights: Vector, mean: Vector, variance: Vector) -> Vector:
+        result: Vector = weights @ mean + self.alpha * np.sqrt((weights * weights) @ variance)
         return result
 
 
@@ -112,13 +135,16 @@ class LinearThompson(LinearBandit):
         regularization: float = 1.0,
         discount: float = 1.0,
         seed: int | None = None,
+        objectives: Sequence[str] = ("quality",),
     ) -> None:
-        super().__init__(regularization=regularization, discount=discount, seed=seed)
+        super().__init__(
+            regularization=regularization, discount=discount, seed=seed, objectives=objectives
+        )
         self.exploration = exploration
 
-    def _scores(self, mean: Vector, variance: Vector) -> Vector:
-        noise = self._rng.standard_normal(mean.shape[0])
-        result: Vector = mean + self.exploration * np.sqrt(variance) * noise
+    def _scores(self, weights: Vector, mean: Vector, variance: Vector) -> Vector:
+        noise = self._rng.standard_normal(mean.shape)
+        result: Vector = weights @ (mean + self.exploration * np.sqrt(variance) * noise)
         return result
 
 
@@ -134,12 +160,16 @@ class EpsilonGreedy(LinearBandit):
         regularization: float = 1.0,
         discount: float = 1.0,
         seed: int | None = None,
+        objectives: Sequence[str] = ("quality",),
     ) -> None:
-        super().__init__(regularization=regularization, discount=discount, seed=seed)
+        super().__init__(
+            regularization=regularization, discount=discount, seed=seed, objectives=objectives
+        )
         self.epsilon = epsilon
 
-    def _scores(self, mean: Vector, variance: Vector) -> Vector:
-        return mean
+    def _scores(self, weights: Vector, mean: Vector, variance: Vector) -> Vector:
+        result: Vector = weights @ mean
+        return result
 
     def _best(self, scores: Vector) -> int:
         if self.epsilon > 0 and self._rng.random() < self.epsilon:

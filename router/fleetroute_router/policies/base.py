@@ -30,7 +30,7 @@ class Choice:
 
 
 class SelectionPolicy(Protocol):
-    """Chooses among arms for a feature vector, and learns from rewards in [0, 1].
+    """Chooses among arms for a feature vector, and learns per objective from scores in [0, 1].
 
     Arms may differ from one call to the next (pools scale to zero, are added or removed):
     a policy keeps state per arm name and must accept arms it has not seen.
@@ -41,10 +41,19 @@ class SelectionPolicy(Protocol):
         """The algorithm's name as RoutingPolicies spell it."""
         ...
 
-    def choose(self, features: npt.NDArray[np.float64], arms: Sequence[Arm]) -> Choice:
-        """Pick one of `arms` (never empty)."""
+    def choose(
+        self,
+        features: npt.NDArray[np.float64],
+        arms: Sequence[Arm],
+        weights: npt.NDArray[np.float64] | None = None,
+    ) -> Choice:
+        """Pick one of `arms` (never empty); `weights` combine the objectives' estimates (in
+        the policy's objectives order, summing to 1; None: equal weights)."""
         ...
 
-    def update(self, arm: str, features: npt.NDArray[np.float64], reward: float) -> None:
-        """Learn that `arm` earned `reward` for a request with these features."""
+    def update(
+        self, arm: str, features: npt.NDArray[np.float64], scores: Mapping[str, float]
+    ) -> None:
+        """Learn the scores `arm` earned, by objective (only the objectives measured), for a
+        request with these features."""
         ...

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -20,13 +20,20 @@ class LeastLoaded:
     def __init__(self) -> None:
         self._turn = itertools.count()
 
-    def choose(self, features: npt.NDArray[np.float64], arms: Sequence[Arm]) -> Choice:
+    def choose(
+        self,
+        features: npt.NDArray[np.float64],
+        arms: Sequence[Arm],
+        weights: npt.NDArray[np.float64] | None = None,
+    ) -> Choice:
         scores = {a.pool: 1.0 / (1.0 + a.in_flight / max(a.ready_endpoints, 1)) for a in arms}
         best = max(scores.values())
         tied = [a.pool for a in arms if scores[a.pool] == best]
         return Choice(tied[next(self._turn) % len(tied)], scores)
 
-    def update(self, arm: str, features: npt.NDArray[np.float64], reward: float) -> None:
+    def update(
+        self, arm: str, features: npt.NDArray[np.float64], scores: Mapping[str, float]
+    ) -> None:
         """Load is observed, not learned."""
 
 
@@ -38,11 +45,18 @@ class RoundRobin:
     def __init__(self) -> None:
         self._turn = itertools.count()
 
-    def choose(self, features: npt.NDArray[np.float64], arms: Sequence[Arm]) -> Choice:
+    def choose(
+        self,
+        features: npt.NDArray[np.float64],
+        arms: Sequence[Arm],
+        weights: npt.NDArray[np.float64] | None = None,
+    ) -> Choice:
         pick = arms[next(self._turn) % len(arms)].pool
         return Choice(pick, {a.pool: float(a.pool == pick) for a in arms})
 
-    def update(self, arm: str, features: npt.NDArray[np.float64], reward: float) -> None:
+    def update(
+        self, arm: str, features: npt.NDArray[np.float64], scores: Mapping[str, float]
+    ) -> None:
         """Nothing to learn."""
 
 
@@ -54,11 +68,18 @@ class UniformRandom:
     def __init__(self, seed: int | None = None) -> None:
         self._rng = random.Random(seed)  # noqa: S311 (not for security)
 
-    def choose(self, features: npt.NDArray[np.float64], arms: Sequence[Arm]) -> Choice:
+    def choose(
+        self,
+        features: npt.NDArray[np.float64],
+        arms: Sequence[Arm],
+        weights: npt.NDArray[np.float64] | None = None,
+    ) -> Choice:
         pick = self._rng.choice(arms).pool
         return Choice(pick, {a.pool: 1.0 / len(arms) for a in arms})
 
-    def update(self, arm: str, features: npt.NDArray[np.float64], reward: float) -> None:
+    def update(
+        self, arm: str, features: npt.NDArray[np.float64], scores: Mapping[str, float]
+    ) -> None:
         """Nothing to learn."""
 
 
@@ -70,9 +91,16 @@ class Static:
     def __init__(self, pool: str = "") -> None:
         self.pool = pool
 
-    def choose(self, features: npt.NDArray[np.float64], arms: Sequence[Arm]) -> Choice:
+    def choose(
+        self,
+        features: npt.NDArray[np.float64],
+        arms: Sequence[Arm],
+        weights: npt.NDArray[np.float64] | None = None,
+    ) -> Choice:
         pick = next((a.pool for a in arms if a.pool == self.pool), arms[0].pool)
         return Choice(pick, {a.pool: float(a.pool == pick) for a in arms})
 
-    def update(self, arm: str, features: npt.NDArray[np.float64], reward: float) -> None:
+    def update(
+        self, arm: str, features: npt.NDArray[np.float64], scores: Mapping[str, float]
+    ) -> None:
         """Nothing to learn."""

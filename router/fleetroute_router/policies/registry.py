@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from fleetroute.v1alpha1 import config_pb2
+from fleetroute_router.objectives import OBJECTIVES
 from fleetroute_router.policies.bandits import EpsilonGreedy, LinearThompson, LinUCB
 from fleetroute_router.policies.base import SelectionPolicy
 from fleetroute_router.policies.baseline import LeastLoaded, RoundRobin, Static, UniformRandom
@@ -60,14 +61,19 @@ def _ridge(p: Mapping[str, float]) -> dict[str, float]:
     return {"regularization": p["regularization"], "discount": p["discount"]}
 
 
-FACTORIES: Mapping[str, Callable[[Mapping[str, float]], SelectionPolicy]] = {
-    "linucb": lambda p: LinUCB(alpha=p["alpha"], seed=_seed(p), **_ridge(p)),
-    "thompson": lambda p: LinearThompson(exploration=p["exploration"], seed=_seed(p), **_ridge(p)),
-    "epsilon-greedy": lambda p: EpsilonGreedy(epsilon=p["epsilon"], seed=_seed(p), **_ridge(p)),
-    "random": lambda p: UniformRandom(_seed(p)),
-    "round-robin": lambda _: RoundRobin(),
-    "static": lambda _: Static(),
-    "least-loaded": lambda _: LeastLoaded(),
+Factory = Callable[[Mapping[str, float], Sequence[str]], SelectionPolicy]
+FACTORIES: Mapping[str, Factory] = {
+    "linucb": lambda p, o: LinUCB(alpha=p["alpha"], seed=_seed(p), objectives=o, **_ridge(p)),
+    "thompson": lambda p, o: LinearThompson(
+        exploration=p["exploration"], seed=_seed(p), objectives=o, **_ridge(p)
+    ),
+    "epsilon-greedy": lambda p, o: EpsilonGreedy(
+        epsilon=p["epsilon"], seed=_seed(p), objectives=o, **_ridge(p)
+    ),
+    "random": lambda p, _: UniformRandom(_seed(p)),
+    "round-robin": lambda _, __: RoundRobin(),
+    "static": lambda _, __: Static(),
+    "least-loaded": lambda _, __: LeastLoaded(),
 }
 
 
@@ -88,12 +94,18 @@ def parameters(name: str, given: Mapping[str, float]) -> dict[str, float]:
     return checked
 
 
-def create(name: str, given: Mapping[str, float] | None = None) -> SelectionPolicy:
-    """A fresh policy by name and parameters; ValueError for an unknown name or bad parameter."""
+def create(
+    name: str,
+    given: Mapping[str, float] | None = None,
+    objectives: Sequence[str] = ("quality",),
+) -> SelectionPolicy:
+    """A fresh policy by name and parameters, learning the given objectives (one reward, called
+    quality, unless told); ValueError for an unknown name or bad parameter."""
     checked = parameters(name, given or {})
-    return FACTORIES[name](checked)
+    return FACTORIES[name](checked, objectives)
 
 
 def build(algorithm: config_pb2.Algorithm) -> SelectionPolicy:
-    """A fresh policy for a RouterConfig algorithm (least-loaded when unnamed)."""
-    return create(algorithm.name or "least-loaded", dict(algorithm.parameters))
+    """A fresh policy for a RouterConfig algorithm (least-loaded when unnamed), learning every
+    objective a RoutingPolicy weighs."""
+    return create(algorithm.name or "least-loaded", dict(algorithm.parameters), OBJECTIVES)

@@ -1,16 +1,16 @@
-"""The proxy's HTTP routes: /v1/chat/completions, /v1/completions, /v1/models, /metrics."""
+"""The proxy's HTTP routes: /v1/chat/completions, /v1/completions, /v1/models, /v1/feedback,
+/metrics."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from fleetroute_router import errors, openai_api
+from fleetroute_router import errors, objectives, openai_api
 from fleetroute_router.dataplane import DataPlane
 from fleetroute_router.features import RequestInfo
 from fleetroute_router.proxy import http_errors
@@ -19,6 +19,8 @@ from fleetroute_router.proxy.upstream import Timeouts, Upstream
 from fleetroute_router.telemetry.exposition import render
 
 log = logging.getLogger(__name__)
+FEEDBACK_PATH = "/v1/feedback"
+FEEDBACK_FIELDS = frozenset(("decision_id", "request_id", "score", "label", "source", "metadata"))
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class ProxyServer:
         app.router.add_post(openai_api.CHAT_PATH, self._completions)
         app.router.add_post(openai_api.COMPLETIONS_PATH, self._completions)
         app.router.add_get(openai_api.MODELS_PATH, self._models)
+        app.router.add_post(FEEDBACK_PATH, self._feedback)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/health", self._health)
         return app
@@ -98,7 +101,7 @@ class ProxyServer:
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def _models(self, request: web.Request) -> web.Response:
-        fleet = self.dataplane.core.fleet
+        fleet = self.dataplane.fleet
         data = [
             {
                 "id": name,
@@ -110,6 +113,33 @@ class ProxyServer:
         ]
         return web.json_response({"object": "list", "data": data})
 
+    async def _feedback(self, request: web.Request) -> web.Response:
+        """POST /v1/feedback: a quality score for a decision (see feedback.py)."""
+        with self.dataplane.telemetry.request(
+            request.method, request.path, request.headers, operation="feedback"
+        ):
+            try:
+                body = openai_api.load_body(await request.read())
+            except ValueError as error:
+                raise errors.InvalidFeedback(f"body is not valid JSON: {error}") from None
+            if not isinstance(body, dict):
+                raise errors.InvalidFeedback("body must be a JSON object")
+            unknown = sorted(set(body) - FEEDBACK_FIELDS)
+            if unknown:
+                raise errors.InvalidFeedback(
+                    f"unknown field {unknown[0]!r}; known: {', '.join(sorted(FEEDBACK_FIELDS))}"
+                )
+            reply = self.dataplane.receive_feedback(request.headers.get("Authorization"), **body)
+        return web.json_response(
+            {
+                "status": reply.result,
+                "decision_id": reply.decision.id,
+                "policy": reply.decision.policy,
+                "pool": reply.decision.pool,
+                "quality": reply.quality,
+            }
+        )
+
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         assert self._admission is not None  # noqa: S101 (start() sets it)
         with self.dataplane.telemetry.request(request.method, request.path, request.headers):
@@ -119,7 +149,7 @@ class ProxyServer:
     async def _route(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         try:
-            body = json.loads(raw)
+            body = openai_api.load_body(raw)
         except ValueError as error:
             raise errors.InvalidRequest(f"body is not valid JSON: {error}") from None
         if not isinstance(body, dict):
@@ -148,7 +178,13 @@ class ProxyServer:
             prompt=info.prompt,
         )
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        flight = self.dataplane.route(info, request_id, request.path)
+        override = request.headers.get(objectives.OBJECTIVE_HEADER)
+        flight = self.dataplane.route(
+            info,
+            request_id,
+            request.path,
+            objectives.parse(override) if override is not None else None,
+        )
         headers = {"x-request-id": flight.decision.request_id}
         try:
             return await self.upstream.serve(request, flight, raw, body, headers)

@@ -119,7 +119,7 @@ class Upstream:
         url = f"http://{decision.prefill_endpoint}{flight.path}"
         started = time.monotonic()
         telemetry = self.dataplane.telemetry
-        load = self.dataplane.core.load
+        load = self.dataplane.load
         load.start(decision.prefill_endpoint)  # seen by the prefill pool's queue scorer
         try:
             with telemetry.upstream(
@@ -220,9 +220,10 @@ class Upstream:
             usage: Usage | None = None
             try:
                 document = json.loads(content)
-                usage = usage_of(document) if isinstance(document, dict) else None
             except ValueError:
-                pass
+                # Not an answer whatever its status says: the endpoint failed, try another.
+                raise AttemptFailed("status 200 with a body that is not JSON") from None
+            usage = usage_of(document) if isinstance(document, dict) else None
             result = self.dataplane.succeeded(flight, None, usage)
             reply["x-fleetroute-energy-joules"] = f"{result.joules:.3f}"
         else:

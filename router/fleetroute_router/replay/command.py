@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetroute_router.policies import registry
-from fleetroute_router.replay import greenserv, report, routellm
+from fleetroute_router.replay import export, greenserv, report, routellm
 from fleetroute_router.replay.common import Featurizer, PolicySpec, parse_parameters, text_matrix
 from fleetroute_router.replay.data import half, load_greenserv, load_routellm, same_directory
 
@@ -62,6 +62,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--plot", type=Path, default=None, help="write a PNG (needs matplotlib)")
     parser.add_argument(
+        "--export-state",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write a learning state with quality priors from every outcome of the "
+        "--train directory (else --data), for `fleetroute serve --learning-prior FILE`",
+    )
+    parser.add_argument(
+        "--pool",
+        action="append",
+        default=[],
+        metavar="MODEL=POOL",
+        help="with --export-state: the router pool that plays a model of the data (repeatable)",
+    )
+    parser.add_argument(
+        "--policy-name",
+        default="llm/chat",
+        help="with --export-state: the RoutingPolicy (namespace/name) the priors are for",
+    )
+    parser.add_argument(
         "--progress",
         choices=["auto", "always", "never"],
         default="auto",
@@ -99,6 +119,24 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError("--folds with --semantic would fit clusters on evaluated prompts")
     spec = PolicySpec(args.policy, parse_parameters(args.param))
     registry.parameters(spec.name, spec.parameters)
+    if args.export_state is not None:
+        if args.semantic:
+            raise ValueError("--export-state writes priors over the router's own text features")
+        state = export.export(
+            args.train or args.data,
+            args.suite,
+            spec,
+            export.parse_pools(args.pool),
+            args.policy_name,
+        )
+        export.write(args.export_state, state)
+        arms = {a.arm for a in state.policies[args.policy_name].arms}
+        log.info(
+            "learning state for %s (%s) written to %s",
+            args.policy_name,
+            ", ".join(sorted(arms)),
+            args.export_state,
+        )
     show = {"auto": None, "always": True, "never": False}[args.progress]
     featurize = _featurizer(args)
     if args.suite == "greenserv":

@@ -71,7 +71,7 @@ def warm_start(
     order = np.random.default_rng(seed).permutation(len(rows))
     for i in order:
         row, arm, reward = rows[int(i)]
-        policy.update(arm, features[row], reward)
+        policy.update(arm, features[row], {"quality": reward})
 
 
 def best_of(means: Mapping[str, float]) -> tuple[str, float]:

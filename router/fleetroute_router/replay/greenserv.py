@@ -137,7 +137,7 @@ def _replay(
             hits += 1
             regret += data.optimal.get(s.query_id, s.reward) - s.reward
             curve.append(regret)
-            policy.update(s.model, x, s.reward)
+            policy.update(s.model, x, {"quality": s.reward})
         progress.advance()
     return _Replayed(total, hits, curve)
 

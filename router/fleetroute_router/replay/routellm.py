@@ -80,7 +80,7 @@ def _online(
     train_x, train_r = train
     for i in np.random.default_rng(seed).permutation(len(train_x)):
         for k, arm in enumerate(names):
-            policy.update(arm, train_x[i], float(train_r[i, k]))
+            policy.update(arm, train_x[i], {"quality": float(train_r[i, k])})
     candidates = arms(names)
     total = quality = strong = regret = 0.0
     curve = []
@@ -88,7 +88,7 @@ def _online(
     for i in np.random.default_rng(seed + 1_000_003).permutation(len(features)):
         k = names.index(policy.choose(features[i], candidates).arm)
         value = float(table[i, k])
-        policy.update(names[k], features[i], value)
+        policy.update(names[k], features[i], {"quality": value})
         total += value
         quality += correct[i, k]
         strong += k

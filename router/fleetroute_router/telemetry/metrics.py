@@ -28,7 +28,11 @@ TPOT_BUCKETS: Final = (
 )  # fmt: skip
 REWARD_BUCKETS: Final = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0)
 
-OUTCOMES: Final = ("success", "failure", "cancelled", "client_error")
+OUTCOMES: Final = ("success", "failure", "cancelled", "client_error", "unreported")
+FEEDBACK_RESULTS: Final = (
+    "accepted", "duplicate", "conflict", "unknown", "expired", "invalid", "unauthorized",
+)  # fmt: skip
+OBJECTIVE_NAMES: Final = ("quality", "latency", "energy", "cost")
 REJECT_REASONS: Final = (
     "invalid_request",
     "unknown_model",
@@ -112,6 +116,39 @@ class RouterMetrics:
             buckets=REWARD_BUCKETS,
             registry=r,
         )
+        self.objective_score = Histogram(
+            f"{PREFIX}_objective_score",
+            "Score in [0, 1] of one objective the policy learned (quality from feedback; "
+            "latency, energy, cost when a response ends)",
+            ["policy", "pool", "objective"],
+            buckets=REWARD_BUCKETS,
+            registry=r,
+        )
+        self.feedback = Counter(
+            f"{PREFIX}_feedback",
+            "Quality feedback received (result: accepted, duplicate, conflict, unknown, "
+            "expired, invalid, unauthorized)",
+            ["policy", "source", "result"],
+            registry=r,
+        )
+        self.pending = Gauge(
+            f"{PREFIX}_pending_decisions",
+            "Decisions awaiting quality feedback (bounded; see pending_dropped)",
+            registry=r,
+        )
+        self.pending_dropped = Counter(
+            f"{PREFIX}_pending_dropped",
+            "Decisions no longer awaited (stage: feedback, or in_flight for unreported gRPC "
+            "routes; reason: expired, or capacity when pushed out of a full store)",
+            ["stage", "reason"],
+            registry=r,
+        )
+        self.quality_unobserved = Counter(
+            f"{PREFIX}_quality_unobserved_decisions",
+            "Decisions of a policy that weighs quality but has neither feedback nor a prior",
+            ["policy"],
+            registry=r,
+        )
         self.arm_score = Gauge(
             f"{PREFIX}_arm_score",
             "The value the policy gave each candidate pool at its latest decision",
@@ -155,6 +192,9 @@ class RouterMetrics:
         """Zero series that must exist from the start (so rates and ratios have data)."""
         for reason in REJECT_REASONS:
             self.rejected.labels(reason)
+        for stage in ("feedback", "in_flight"):
+            for reason in ("expired", "capacity"):
+                self.pending_dropped.labels(stage, reason)
 
     def set_slos(self, slos: Iterable[tuple[str, str, float]]) -> None:
         """(policy, metric, seconds) of the current config; series of removed policies go."""

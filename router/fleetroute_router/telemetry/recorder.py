@@ -30,7 +30,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from fleetroute.v1alpha1 import config_pb2
-from fleetroute_router import errors, reward
+from fleetroute_router import errors
 from fleetroute_router.decisions import Decision
 from fleetroute_router.fleet import Fleet
 from fleetroute_router.telemetry.metrics import (
@@ -96,6 +96,7 @@ class Served:
     joules: float = 0.0
     energy_source: str = "none"
     reward: float | None = None
+    dollars: float = 0.0
 
     @property
     def tpot_s(self) -> float | None:
@@ -135,6 +136,7 @@ class RouterTelemetry:
         self.metrics = metrics or RouterMetrics()
         self.tracing = tracing or Tracing()
         self._fleet: Fleet | None = None
+        self._candidates: dict[str, tuple[str, ...]] = {}
         self._slos: list[tuple[str, str, float]] = []
         self._view = _FleetView()
         self.metrics.registry.register(self._view)
@@ -151,8 +153,12 @@ class RouterTelemetry:
         *,
         is_open: Callable[[str], bool] | None = None,
         in_flight: Callable[[config_pb2.Pool], int] | None = None,
+        awaiting: Callable[[], int] | None = None,
     ) -> None:
-        """Report breaker state and in-flight requests per endpoint/pool at scrape time."""
+        """Report breaker state, in-flight requests per endpoint/pool and decisions awaiting
+        feedback at scrape time."""
+        if awaiting is not None:
+            self.metrics.pending.set_function(lambda: float(awaiting()))
         if is_open is not None and self._breakers is None:
             self._breakers = BreakerCollector(self._endpoints, is_open)
             self.metrics.registry.register(self._breakers)
@@ -169,6 +175,8 @@ class RouterTelemetry:
         """A new config: SLO gauges, and zeroed series for its pools and policies."""
         self._fleet = fleet
         self._view.fleet = fleet
+        self._candidates = {p.name: tuple(p.candidates) for p in fleet.config.policies}
+        self.metrics.arm_score.clear()
         self._slos = slos(fleet)
         self.metrics.set_slos(self._slos)
         for pool in fleet.config.pools:
@@ -254,6 +262,10 @@ class RouterTelemetry:
         if decision.policy:
             for pool, score in decision.scores.items():
                 m.arm_score.labels(decision.policy, pool).set(score)
+            # Candidates the SLO guard set aside got no score: their gauges must not go stale.
+            for pool in self._candidates.get(decision.policy, ()):
+                if pool not in decision.scores:
+                    m.arm_score.labels(decision.policy, pool).set(float("nan"))
         if not self.tracing.enabled:
             return
         target = span or _request_span()
@@ -320,9 +332,7 @@ class RouterTelemetry:
         m.tokens.labels(*route, "input").inc(result.prompt_tokens)
         m.tokens.labels(*route, "output").inc(result.completion_tokens)
         m.energy.labels(decision.model, decision.pool, result.energy_source).inc(result.joules)
-        fleet = self._fleet
-        pool = fleet.pools.get(decision.pool) if fleet is not None else None
-        dollars = reward.request_cost(pool, result.e2e_s, decision.share) if pool else 0.0
+        dollars = result.dollars
         m.cost.labels(decision.model, decision.pool).inc(dollars)
         if result.reward is not None and decision.policy:
             m.reward.labels(decision.policy, decision.pool).observe(
@@ -353,6 +363,46 @@ class RouterTelemetry:
         if result.reward is not None:
             attributes["fleetroute.reward"] = result.reward
         span.set_attributes(attributes)
+
+    def scored(self, decision: Decision, scores: Mapping[str, float]) -> None:
+        """Objective scores a policy learned for a decision."""
+        if decision.policy:
+            for objective, value in scores.items():
+                self.metrics.objective_score.labels(
+                    decision.policy, decision.pool, objective
+                ).observe(value)
+
+    def feedback(self, policy: str, source: str, result: str) -> None:
+        """A feedback message and what became of it."""
+        self.metrics.feedback.labels(policy, source, result).inc()
+
+    def graded(self, decision: Decision, grade: Any, result: str) -> None:
+        """Feedback learned (or a duplicate), on the feedback request's span."""
+        if self.tracing.enabled:
+            _request_span().set_attributes(
+                {
+                    "fleetroute.decision.id": decision.id,
+                    "fleetroute.policy": decision.policy,
+                    "fleetroute.pool": decision.pool,
+                    "fleetroute.feedback.source": grade.source,
+                    "fleetroute.feedback.quality": grade.quality,
+                    "fleetroute.feedback.result": result,
+                }
+            )
+
+    def quality_unobserved(self, policy: str) -> None:
+        """A decision of a policy that weighs quality it has never observed."""
+        self.metrics.quality_unobserved.labels(policy).inc()
+
+    def awaiting_dropped(self, expired: int, pushed: int) -> None:
+        """Decisions that stopped awaiting feedback: past their window, or pushed out."""
+        if expired:
+            self.metrics.pending_dropped.labels("feedback", "expired").inc(expired)
+        if pushed:
+            self.metrics.pending_dropped.labels("feedback", "capacity").inc(pushed)
+
+    def dropped(self, stage: str, reason: str) -> None:
+        self.metrics.pending_dropped.labels(stage, reason).inc()
 
     def finished(self, decision: Decision, outcome: str) -> None:
         """A request that was routed but not served: failure, cancelled or client_error."""

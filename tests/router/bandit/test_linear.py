@@ -12,7 +12,7 @@ def _fed(model: LinearModel, steps: int, seed: int = 0) -> tuple[np.ndarray, np.
     rng = np.random.default_rng(seed)
     xs, rs = rng.random((steps, 4)), rng.random(steps)
     for x, r in zip(xs, rs, strict=True):
-        model.update("a", x, float(r))
+        model.update("a", x, {"quality": float(r)})
     return xs, rs
 
 
@@ -20,34 +20,56 @@ def test_sherman_morrison_matches_the_direct_ridge_solution() -> None:
     model = LinearModel(regularization=2.0)
     xs, rs = _fed(model, 300)
     gram = 2.0 * np.eye(4) + xs.T @ xs
-    np.testing.assert_allclose(model.gram[0], gram)
-    np.testing.assert_allclose(model.gram_inv[0], np.linalg.inv(gram), rtol=1e-9, atol=1e-12)
-    np.testing.assert_allclose(model.theta[0], np.linalg.solve(gram, xs.T @ (rs - 1.0)), rtol=1e-9)
+    np.testing.assert_allclose(model.gram[0, 0], gram)
+    np.testing.assert_allclose(model.gram_inv[0, 0], np.linalg.inv(gram), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        model.theta[0, 0], np.linalg.solve(gram, xs.T @ (rs - 1.0)), rtol=1e-9
+    )
     mean, variance = model.mean_and_variance(xs[0])
-    assert mean[0] == pytest.approx(PRIOR_MEAN + model.theta[0] @ xs[0])
-    assert variance[0] == pytest.approx(xs[0] @ np.linalg.inv(gram) @ xs[0])
+    assert mean[0, 0] == pytest.approx(PRIOR_MEAN + model.theta[0, 0] @ xs[0])
+    assert variance[0, 0] == pytest.approx(xs[0] @ np.linalg.inv(gram) @ xs[0])
 
 
 def test_discount_forgets_towards_the_prior_and_stays_well_conditioned() -> None:
     model = LinearModel(regularization=1.0, discount=0.9)
     _fed(model, 2000)
-    eigenvalues = np.linalg.eigvalsh(model.gram[0])
+    eigenvalues = np.linalg.eigvalsh(model.gram[0, 0])
     assert eigenvalues.min() >= 1.0 - 1e-9
-    assert model.observations[0] == pytest.approx(1 / (1 - 0.9), rel=1e-6)
-    np.testing.assert_allclose(model.gram_inv[0] @ model.gram[0], np.eye(4), atol=1e-9)
+    assert model.observations[0, 0] == pytest.approx(1 / (1 - 0.9), rel=1e-6)
+    np.testing.assert_allclose(model.gram_inv[0, 0] @ model.gram[0, 0], np.eye(4), atol=1e-9)
 
 
 def test_warm_start_statistics_replace_the_prior() -> None:
     model = LinearModel()
     stats = ArmStatistics("a", 3.0 * np.eye(2), np.array([-1.5, 0.0]), 10.0, 5.0)
-    model.add_arm("a", stats)
+    model.set_statistics(stats)
     assert model.dimension == 2
-    np.testing.assert_allclose(model.theta[0], [-0.5, 0.0])
-    assert model.mean_and_variance(np.array([1.0, 0.0]))[0][0] == pytest.approx(PRIOR_MEAN - 0.5)
+    np.testing.assert_allclose(model.theta[0, 0], [-0.5, 0.0])
+    assert model.mean_and_variance(np.array([1.0, 0.0]))[0][0, 0] == pytest.approx(PRIOR_MEAN - 0.5)
     with pytest.raises(ValueError, match="not of dimension 2"):
-        model.add_arm("b", ArmStatistics("b", np.eye(3), np.zeros(3), 0.0, 0.0))
+        model.set_statistics(ArmStatistics("b", np.eye(3), np.zeros(3), 0.0, 0.0))
 
 
 def test_an_arm_cannot_be_added_before_the_dimension_is_known() -> None:
     with pytest.raises(ValueError, match="dimension is unknown"):
         LinearModel().add_arm("a")
+
+
+def test_each_objective_learns_only_from_the_requests_that_measured_it() -> None:
+    model = LinearModel(objectives=("quality", "latency"))
+    x = np.array([1.0, 0.5])
+    for _ in range(50):
+        model.update("a", x, {"latency": 0.2})
+    model.update("a", x, {"quality": 0.9, "latency": 0.2})
+    mean, variance = model.mean_and_variance(x)
+    assert model.observations[:, 0].tolist() == [1.0, 51.0]
+    assert mean[1, 0] == pytest.approx(0.2, abs=0.02)
+    # One label: quality is still mostly the prior, and far more uncertain than latency.
+    assert mean[0, 0] > 0.9
+    assert variance[0, 0] > 10 * variance[1, 0]
+
+
+def test_an_objective_the_model_does_not_learn_is_refused() -> None:
+    model = LinearModel(objectives=("latency",))
+    with pytest.raises(ValueError, match="objective 'quality' is not learned"):
+        model.update("a", np.ones(2), {"quality": 1.0})

@@ -57,7 +57,7 @@ def play(
         best = env.best(x, names)
         regrets.append(env.mean(best, x) - env.mean(chosen, x))
         hits.append(chosen == best)
-        policy.update(chosen, x, env.mean(chosen, x) + env.rng.normal(0.0, env.noise))
+        policy.update(chosen, x, {"quality": env.mean(chosen, x) + env.rng.normal(0.0, env.noise)})
     return regrets, hits
 
 
@@ -113,15 +113,15 @@ def test_arms_added_and_removed_mid_run(name: str, params: dict[str, float]) -> 
     survivors = [Arm(a, 1, 0) for a in ranked[1:]]  # it scales to zero
     assert all(policy.choose(x, survivors).arm != ranked[0] for _ in range(50))
     assert isinstance(policy, LinearBandit)
-    before = policy.model.observations[policy.model.arms.index(ranked[0])]
+    before = policy.model.observations[0, policy.model.arms.index(ranked[0])]
     assert before > 0  # what it learned is kept for when it comes back
 
 
 def test_a_forgotten_arm_restarts_from_the_prior() -> None:
     policy = registry.create("linucb", {"seed": 0})
     assert isinstance(policy, LinearBandit)
-    policy.update("a", np.ones(3), 1.0)
-    policy.update("b", np.ones(3), 0.5)
+    policy.update("a", np.ones(3), {"quality": 1.0})
+    policy.update("b", np.ones(3), {"quality": 0.5})
     policy.forget("a")
     assert policy.model.arms == ["b"]
     choice = policy.choose(np.ones(3), [Arm("a", 1, 0), Arm("b", 1, 0)])
@@ -147,7 +147,7 @@ def test_without_features_the_policy_learns_arm_means() -> None:
     arms = [Arm("good", 1, 0), Arm("bad", 1, 0)]
     for _ in range(50):
         for arm, reward in (("good", 0.9), ("bad", 0.2)):
-            policy.update(arm, np.zeros(0), reward)
+            policy.update(arm, np.zeros(0), {"quality": reward})
     choice = policy.choose(np.zeros(0), arms)
     assert choice.arm == "good"
     assert choice.scores["good"] == pytest.approx(0.9, abs=0.05)
@@ -155,7 +155,7 @@ def test_without_features_the_policy_learns_arm_means() -> None:
 
 def test_a_feature_vector_of_another_length_is_refused() -> None:
     policy = registry.create("linucb", {})
-    policy.update("a", np.ones(3), 1.0)
+    policy.update("a", np.ones(3), {"quality": 1.0})
     with pytest.raises(ValueError, match="4 dimensions, the model learned 3"):
         policy.choose(np.ones(4), [Arm("a", 1, 0)])
 
@@ -173,3 +173,22 @@ def test_round_robin_takes_turns() -> None:
     policy: SelectionPolicy = registry.create("round-robin", {})
     arms = [Arm("x", 1, 0), Arm("y", 1, 0), Arm("z", 1, 0)]
     assert [policy.choose(np.zeros(0), arms).arm for _ in range(4)] == ["x", "y", "z", "x"]
+
+
+@pytest.mark.parametrize(("name", "params"), LEARNERS)
+def test_weights_combine_objectives_at_choice_time_without_relearning(
+    name: str, params: dict[str, float]
+) -> None:
+    """A fast, poor arm and a slow, good one: which wins follows the weights of the moment."""
+    policy = registry.create(name, {**params, "seed": 0}, ("quality", "latency"))
+    x = np.ones(2)
+    for _ in range(300):
+        policy.update("fast", x, {"quality": 0.3, "latency": 0.95})
+        policy.update("good", x, {"quality": 0.9, "latency": 0.35})
+    arms = [Arm("fast", 1, 0), Arm("good", 1, 0)]
+    quality_first = np.array([0.9, 0.1])
+    latency_first = np.array([0.1, 0.9])
+    picks = [policy.choose(x, arms, quality_first).arm for _ in range(40)]
+    assert picks.count("good") > 30
+    picks = [policy.choose(x, arms, latency_first).arm for _ in range(40)]
+    assert picks.count("fast") > 30

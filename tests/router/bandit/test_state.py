@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 
 from fleetroute.v1alpha1 import config_pb2, learning_pb2
-from fleetroute_router import learning
+from fleetroute_router import feedback, learning
 from fleetroute_router.core import RoutingCore
+from fleetroute_router.dataplane import DataPlane
 from fleetroute_router.features import FEATURE_NAMES, RequestInfo
 from fleetroute_router.fleet import Fleet
 from fleetroute_router.policies import registry
 from fleetroute_router.policies.bandits import LinearBandit
 from fleetroute_router.policies.base import Arm
-from fleetroute_router.reward import Outcome
+from tests.router.conftest import serve
 
 ARMS = [Arm("x", 1, 0), Arm("y", 1, 0), Arm("z", 1, 0)]
 
@@ -27,7 +28,7 @@ def _trained(name: str = "linucb", seed: int = 0) -> LinearBandit:
     for _ in range(200):
         x = rng.random(4)
         arm = policy.choose(x, ARMS).arm
-        policy.update(arm, x, float(x[0] if arm == "x" else rng.random() * 0.5))
+        policy.update(arm, x, {"quality": float(x[0] if arm == "x" else rng.random() * 0.5)})
     return policy
 
 
@@ -57,7 +58,7 @@ def test_statistics_of_other_features_are_refused() -> None:
         learning.restore_into(registry.create("linucb", {}), state, ["a", "b", "c", "e"])  # type: ignore[arg-type]
     other = registry.create("linucb", {})
     assert isinstance(other, LinearBandit)
-    other.update("x", np.ones(2), 1.0)
+    other.update("x", np.ones(2), {"quality": 1.0})
     with pytest.raises(ValueError, match="saved statistics have 4 features, the policy 2"):
         learning.restore_into(other, state)
     state.delta = True
@@ -91,31 +92,73 @@ def test_snapshot_file_round_trip_and_garbage(tmp_path: Path) -> None:
         learning.load(path)
 
 
-def _learning_core(config: config_pb2.RouterConfig) -> RoutingCore:
-    core = RoutingCore(Fleet.from_config(config))
+def _learning_plane(config: config_pb2.RouterConfig) -> DataPlane:
+    dataplane = DataPlane(Fleet.from_config(config), scrape=False)
     for _ in range(30):
-        decision = core.route(RequestInfo(model="fleet/chat", prompt="What is 2+2?"))
+        decision = serve(dataplane, "What is 2+2?")
         good = decision.pool == "llm/llama-8b-l4"
-        core.report(
-            decision.id,
-            Outcome(success=True, ttft_s=0.1, e2e_s=1.0, completion_tokens=50, quality=float(good)),
-        )
-    return core
+        dataplane.feedback(feedback.grade(decision_id=decision.id, score=float(good)))
+    return dataplane
+
+
+def _snapshotter(path: Path, dataplane: DataPlane) -> learning.Snapshotter:
+    return learning.Snapshotter(
+        path,
+        dataplane.core.selectors,
+        FEATURE_NAMES,
+        extra=dataplane.save_state,
+        on_restore=dataplane.restore_state,
+    )
 
 
 def test_a_restarted_router_restores_what_it_learned(
     example_config: config_pb2.RouterConfig, tmp_path: Path
 ) -> None:
-    before = _learning_core(example_config)
+    before = _learning_plane(example_config)
+    waiting = serve(before, "Graded after the restart")
     path = tmp_path / "learning.pb"
-    snapshotter = learning.Snapshotter(path, before.selectors, FEATURE_NAMES)
-    snapshotter.close()  # the snapshot on shutdown
-    after = RoutingCore(Fleet.from_config(example_config))
-    assert learning.Snapshotter(path, after.selectors, FEATURE_NAMES).restore() == ["llm/chat"]
-    old, new = before.selectors()["llm/chat"], after.selectors()["llm/chat"]
+    _snapshotter(path, before).close()  # the snapshot on shutdown
+    after = DataPlane(Fleet.from_config(example_config), scrape=False)
+    assert _snapshotter(path, after).restore() == ["llm/chat"]
+    old, new = before.core.selectors()["llm/chat"], after.core.selectors()["llm/chat"]
     assert isinstance(old, LinearBandit)
     assert isinstance(new, LinearBandit)
     np.testing.assert_array_equal(old.model.target, new.model.target)
+    # Statistics for status, the SLO guard's figures and quality observed come back too.
+    assert after.core.stats("llm/chat") == before.core.stats("llm/chat")
+    assert after.core.guard.state() == before.core.guard.state()
+    assert not after.core.quality_unobserved("llm/chat")
+    # Feedback for a decision made before the restart is still learned, once.
+    reply = after.feedback(feedback.grade(decision_id=waiting.id, score=1.0))
+    assert (reply.result, reply.decision.pool) == ("accepted", waiting.pool)
+    assert after.feedback(feedback.grade(decision_id=waiting.id, score=1.0)).result == "duplicate"
+
+
+def test_a_quality_prior_primes_only_the_quality_estimates(
+    example_config: config_pb2.RouterConfig, tmp_path: Path
+) -> None:
+    prior = registry.create("linucb", {}, ("quality",))
+    assert isinstance(prior, LinearBandit)
+    x = np.ones(len(FEATURE_NAMES))
+    for _ in range(20):
+        prior.update("llm/qwen-14b-a10g", x, {"quality": 0.9})
+    path = tmp_path / "prior.pb"
+    learning.save(path, learning.take({"llm/chat": prior}, FEATURE_NAMES))
+    dataplane = DataPlane(Fleet.from_config(example_config), scrape=False)
+    assert dataplane.core.quality_unobserved("llm/chat")
+    snapshots = learning.Snapshotter(
+        tmp_path / "state.pb",
+        dataplane.core.selectors,
+        FEATURE_NAMES,
+        on_restore=dataplane.restore_state,
+        prior=path,
+    )
+    assert snapshots.restore() == ["llm/chat"]
+    live = dataplane.core.selectors()["llm/chat"]
+    assert isinstance(live, LinearBandit)
+    k = live.model.arms.index("llm/qwen-14b-a10g")
+    assert live.model.observations[:, k].tolist() == [20.0, 0.0, 0.0, 0.0]
+    assert not dataplane.core.quality_unobserved("llm/chat")
 
 
 # The text features before per-query signal (markup, brevity, math:*) was added.
@@ -153,7 +196,7 @@ def test_a_snapshot_of_the_previous_features_is_refused_cleanly(
     assert len(FEATURE_NAMES) > len(PREVIOUS_FEATURE_NAMES)
     old = registry.create("linucb", {"seed": 1})
     assert isinstance(old, LinearBandit)
-    old.update("llm/llama-8b-l4", np.ones(len(PREVIOUS_FEATURE_NAMES)), 1.0)
+    old.update("llm/llama-8b-l4", np.ones(len(PREVIOUS_FEATURE_NAMES)), {"quality": 1.0})
     path = tmp_path / "learning.pb"
     learning.save(path, learning.take({"llm/chat": old}, PREVIOUS_FEATURE_NAMES))
     core = RoutingCore(Fleet.from_config(example_config))
@@ -177,9 +220,9 @@ def test_first_start_has_nothing_to_restore(
 async def test_periodic_snapshots(example_config: config_pb2.RouterConfig, tmp_path: Path) -> None:
     import asyncio
 
-    core = _learning_core(example_config)
+    dataplane = _learning_plane(example_config)
     path = tmp_path / "learning.pb"
-    task = asyncio.create_task(learning.Snapshotter(path, core.selectors).run(0.01))
+    task = asyncio.create_task(_snapshotter(path, dataplane).run(0.01))
     for _ in range(200):
         await asyncio.sleep(0.01)
         if path.exists():

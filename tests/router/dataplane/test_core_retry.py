@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fleetroute_router import reward
 from fleetroute_router.core import RoutingCore
+from fleetroute_router.dataplane import DataPlane
 from fleetroute_router.features import RequestInfo
 
 L4 = {"127.0.0.1:8201", "127.0.0.1:8202", "127.0.0.1:8203"}
@@ -18,20 +18,29 @@ def test_retry_moves_the_decision_and_its_load(core: RoutingCore) -> None:
     assert moved.endpoint in L4 - {decision.endpoint}
     assert core.load.in_flight(decision.endpoint) == 0
     assert core.load.in_flight(moved.endpoint) == 1
-    core.report(moved.id, reward.Outcome(success=True, e2e_s=0.1))
+    core.release(moved)
     assert core.load.in_flight(moved.endpoint) == 0
 
 
-def test_without_another_endpoint_the_decision_stays_pending(core: RoutingCore) -> None:
+def test_without_another_endpoint_the_decision_keeps_its_load(core: RoutingCore) -> None:
     request = RequestInfo(model="meta-llama/Llama-3.1-8B-Instruct", prompt="hi")
     decision = core.route(request)
     assert core.retry(decision, request, L4) is None
     assert core.load.in_flight(decision.endpoint) == 1
-    core.report(decision.id, reward.Outcome(success=False))  # still known: no error
+    core.release(decision)
     assert core.load.in_flight(decision.endpoint) == 0
 
 
-def test_abandon_frees_the_endpoint_without_learning(core: RoutingCore) -> None:
-    decision = core.route(RequestInfo(model="fleet/chat", prompt="hi"))
-    core.abandon(decision.id)
-    assert core.load.in_flight(decision.endpoint) == 0
+def test_abandon_frees_the_endpoint_without_learning(dataplane: DataPlane) -> None:
+    flight = dataplane.route(RequestInfo(model="fleet/chat", prompt="hi"))
+    dataplane.abandoned(flight)
+    assert dataplane.load.in_flight(flight.decision.endpoint) == 0
+    assert all(a.rewards == 0 for a in dataplane.core.stats("llm/chat")["llm/chat"].arms)
+
+
+def test_a_failed_request_opens_no_feedback_and_scores_zero(dataplane: DataPlane) -> None:
+    flight = dataplane.route(RequestInfo(model="fleet/chat", prompt="hi"))
+    dataplane.failed(flight)
+    (arm,) = [a for a in dataplane.core.stats("llm/chat")["llm/chat"].arms if a.decisions]
+    assert arm.means == {"quality": 0.0, "latency": 0.0, "energy": 0.0, "cost": 0.0}
+    assert flight.decision.id not in [a.decision.id for a in dataplane.feedback_store.items()]

@@ -51,8 +51,9 @@ async def test_a_client_gone_after_its_first_token_still_teaches_latency() -> No
             RequestInfo(model="alias", prompt="hello"), "r1", "/v1/completions"
         )
         dataplane.abandoned(flight, ttft_s=0.2)
-        (arm,) = [a for _, arms in dataplane.core.stats("ns/p").values() for a in arms]
+        (arm,) = dataplane.core.stats("ns/p")["ns/p"].arms
         assert (arm.decisions, arm.rewards, arm.mean_reward) == (1, 1, 1.0)  # 200 ms meets 500 ms
+        assert arm.means == {"latency": 1.0}  # nothing else was measured
         assert dataplane.core.load.in_flight(flight.decision.endpoint) == 0
     finally:
         await dataplane.close()
@@ -65,7 +66,7 @@ async def test_a_client_gone_before_any_token_teaches_nothing() -> None:
             RequestInfo(model="alias", prompt="hello"), "r1", "/v1/completions"
         )
         dataplane.abandoned(flight)
-        (arm,) = [a for _, arms in dataplane.core.stats("ns/p").values() for a in arms]
+        (arm,) = dataplane.core.stats("ns/p")["ns/p"].arms
         assert (arm.decisions, arm.rewards) == (1, 0)
     finally:
         await dataplane.close()
