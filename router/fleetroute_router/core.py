@@ -165,17 +165,22 @@ class RoutingCore:
             choice = selector.choose(features.vector, arms, weights)
         # The chosen pool first; if none of its endpoints is healthy (breakers open), the next
         # best arm's, so one broken pool does not fail requests another could serve.
-        ranked = sorted(arms, key=lambda a: -choice.scores.get(a.pool, float("-inf")))
-        order = [choice.arm, *(a.pool for a in ranked if a.pool != choice.arm)]
-        pick = None
+        pool = fleet.pools[choice.arm]
         with span("fleetroute.pick_endpoint"):
-            for name in order:
-                pool = fleet.pools[name]
-                pick = self.endpoints.choose(
-                    pool, request, slo_ttft_s=_ttft_slo(policy), include_unready=fail_open
-                )
-                if pick is not None:
-                    break
+            pick = self.endpoints.choose(
+                pool, request, slo_ttft_s=_ttft_slo(policy), include_unready=fail_open
+            )
+            if pick is None:  # rare: ranked only then, off the common path
+                ranked = sorted(arms, key=lambda a: -choice.scores.get(a.pool, float("-inf")))
+                for arm in ranked:
+                    if arm.pool == choice.arm:
+                        continue
+                    pool = fleet.pools[arm.pool]
+                    pick = self.endpoints.choose(
+                        pool, request, slo_ttft_s=_ttft_slo(policy), include_unready=fail_open
+                    )
+                    if pick is not None:
+                        break
         if pick is None:
             raise errors.NoCapacity(f"no healthy ready endpoint serves {request.model!r}")
         endpoint = pick.address
