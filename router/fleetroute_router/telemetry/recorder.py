@@ -30,9 +30,12 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from fleetroute.v1alpha1 import config_pb2
-from fleetroute_router import errors
+from fleetroute_router import energy, errors
 from fleetroute_router.decisions import Decision
+from fleetroute_router.endpoints.interfaces import EndpointMetrics
 from fleetroute_router.fleet import Fleet
+from fleetroute_router.metric_sources import configured_intensity
+from fleetroute_router.telemetry.fleet_gauges import FleetGauges
 from fleetroute_router.telemetry.metrics import (
     FALLBACK_REASONS,
     PREFIX,
@@ -141,6 +144,8 @@ class RouterTelemetry:
         self._view = _FleetView()
         self.metrics.registry.register(self._view)
         self._breakers: BreakerCollector | None = None
+        self._gauges = FleetGauges(carbon_intensity=configured_intensity)
+        self.metrics.registry.register(self._gauges)
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -154,9 +159,13 @@ class RouterTelemetry:
         is_open: Callable[[str], bool] | None = None,
         in_flight: Callable[[config_pb2.Pool], int] | None = None,
         awaiting: Callable[[], int] | None = None,
+        endpoint_metrics: Callable[[str], EndpointMetrics | None] | None = None,
+        exporter_watts: Callable[[str], float | None] | None = None,
+        carbon_intensity: Callable[[config_pb2.Pool], tuple[float, str]] | None = None,
     ) -> None:
-        """Report breaker state, in-flight requests per endpoint/pool and decisions awaiting
-        feedback at scrape time."""
+        """Report breaker state, in-flight requests, decisions awaiting feedback, endpoint load
+        and power, and grid carbon intensity at scrape time; `carbon_intensity` also prices
+        each served request's CO2e."""
         if awaiting is not None:
             self.metrics.pending.set_function(lambda: float(awaiting()))
         if is_open is not None and self._breakers is None:
@@ -164,6 +173,12 @@ class RouterTelemetry:
             self.metrics.registry.register(self._breakers)
         if in_flight is not None:
             self._view.in_flight = in_flight
+        if endpoint_metrics is not None:
+            self._gauges.endpoint_metrics = endpoint_metrics
+        if exporter_watts is not None:
+            self._gauges.exporter_watts = exporter_watts
+        if carbon_intensity is not None:
+            self._gauges.carbon_intensity = carbon_intensity
 
     def _endpoints(self) -> Iterable[tuple[str, str]]:
         fleet = self._fleet
@@ -177,6 +192,7 @@ class RouterTelemetry:
         self._view.fleet = fleet
         self._candidates = {p.name: tuple(p.candidates) for p in fleet.config.policies}
         self.metrics.arm_score.clear()
+        self._gauges.fleet = fleet
         self._slos = slos(fleet)
         self.metrics.set_slos(self._slos)
         for pool in fleet.config.pools:
@@ -331,7 +347,18 @@ class RouterTelemetry:
             m.tpot.labels(*route).observe(tpot, exemplar=exemplar)
         m.tokens.labels(*route, "input").inc(result.prompt_tokens)
         m.tokens.labels(*route, "output").inc(result.completion_tokens)
-        m.energy.labels(decision.model, decision.pool, result.energy_source).inc(result.joules)
+        m.energy.labels(decision.policy, decision.model, decision.pool, result.energy_source).inc(
+            result.joules
+        )
+        fleet = self._fleet
+        pool = fleet.pools.get(decision.pool) if fleet is not None else None
+        intensity, intensity_source = (
+            self._gauges.carbon_intensity(pool)
+            if pool is not None and self._gauges.carbon_intensity is not None
+            else (0.0, "none")
+        )
+        grams = energy.carbon_grams(result.joules, intensity)
+        m.carbon.labels(decision.policy, decision.model, decision.pool).inc(grams)
         dollars = result.dollars
         m.cost.labels(decision.model, decision.pool).inc(dollars)
         if result.reward is not None and decision.policy:
@@ -354,6 +381,10 @@ class RouterTelemetry:
             "fleetroute.duration_s": result.e2e_s,
             "fleetroute.energy.joules": result.joules,
             "fleetroute.energy.source": result.energy_source,
+            "fleetroute.energy.measured": result.energy_source == "dcgm",
+            "fleetroute.carbon.grams": grams,
+            "fleetroute.carbon.intensity_g_per_kwh": intensity,
+            "fleetroute.carbon.intensity_source": intensity_source,
             "fleetroute.cost.dollars": dollars,
         }
         if result.ttft_s is not None:
