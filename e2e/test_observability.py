@@ -702,6 +702,9 @@ def test_the_backend_receives_the_routers_traceparent(jaeger: stack.Jaeger, work
     version, sent_trace, parent_span, flags = received.split("-")
     assert (version, sent_trace, flags) == ("00", trace_id, "01")
     assert parent_span != caller_span  # the router's own span sits in between
-    trace = wait_trace(jaeger, trace_id, "fleetroute.upstream.decode")
+    trace = wait_trace(jaeger, trace_id, "fleetroute.upstream.decode", "POST")
     decode = _spans_by_name(trace)["fleetroute.upstream.decode"][0]
-    assert decode["spanID"] == parent_span
+    # the backend's parent is the aiohttp client instrumentation's span under our decode span
+    (call,) = [s for s in trace["spans"] if s["spanID"] == parent_span]
+    assert _parent(call) == decode["spanID"]
+    assert _tags(call)["span.kind"] == "client"

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 import aiohttp
 import grpc
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
@@ -106,9 +107,14 @@ async def test_a_proxied_request_is_traced_and_exemplified(router: Router) -> No
         async with session.get(f"{url}/metrics", headers={"Accept": OPENMETRICS}) as response:
             assert response.headers["Content-Type"].startswith("application/openmetrics-text")
             exposition = await response.text()
-    spans = by_name(router.spans())
+    finished = router.spans()
+    spans = by_name(finished)
     root = spans["chat fleet/chat"]
     assert root.kind is SpanKind.SERVER
+    # the aiohttp server instrumentation's span, renamed and annotated by the recorder
+    assert root.instrumentation_scope is not None
+    assert root.instrumentation_scope.name == "opentelemetry.instrumentation.aiohttp_server"
+    assert dict(root.attributes or {})["http.status_code"] == 200
     assert format(root.context.trace_id, "032x") == CALLER_TRACE
     assert root.parent is not None
     assert format(root.parent.span_id, "016x") == CALLER_SPAN
@@ -117,7 +123,17 @@ async def test_a_proxied_request_is_traced_and_exemplified(router: Router) -> No
         assert parent is not None
         assert parent.span_id == root.context.span_id, name
     decode = spans["fleetroute.upstream.decode"]
-    assert decode.kind is SpanKind.CLIENT
+    assert decode.kind is SpanKind.INTERNAL
+    # the HTTP call to the model server: the aiohttp client instrumentation's CLIENT span
+    (call,) = [
+        s for s in finished if s.parent is not None and s.parent.span_id == decode.context.span_id
+    ]
+    assert call.kind is SpanKind.CLIENT
+    assert call.instrumentation_scope is not None
+    assert call.instrumentation_scope.name == "opentelemetry.instrumentation.aiohttp_client"
+    assert not [s for s in finished if "/metrics" in s.name]  # scrapes are not traced
+    # the instrumentations ran on the router's provider; the global one was never set
+    assert not isinstance(trace.get_tracer_provider(), TracerProvider)
     attributes = dict(root.attributes or {})
     assert attributes["fleetroute.pool"] == pool
     assert attributes["gen_ai.usage.output_tokens"] == 8
@@ -143,8 +159,10 @@ async def test_a_grpc_route_continues_the_callers_trace(router: Router) -> None:
             metadata=(("traceparent", TRACEPARENT),),
         )
     spans = by_name(router.spans())
-    call = spans["fleetroute.v1alpha1.Router/Route"]
+    call = spans["/fleetroute.v1alpha1.Router/Route"]
     assert call.kind is SpanKind.SERVER
+    assert call.instrumentation_scope is not None
+    assert call.instrumentation_scope.name == "opentelemetry.instrumentation.grpc"
     assert format(call.context.trace_id, "032x") == CALLER_TRACE
     assert spans["fleetroute.decide"].parent is not None
     assert spans["fleetroute.decide"].parent.span_id == call.context.span_id
