@@ -138,6 +138,16 @@ async def test_a_proxied_request_is_traced_and_exemplified(router: Router) -> No
     assert attributes["fleetroute.pool"] == pool
     assert attributes["gen_ai.usage.output_tokens"] == 8
     assert "fleetroute.ttft.observed_s" in attributes
+    # energy modelled (no scraping here) and its carbon at the pool's configured intensity
+    assert attributes["fleetroute.energy.source"] == "model"
+    assert attributes["fleetroute.energy.measured"] is False
+    intensity = {"llm/llama-70b-decode": 350, "llm/qwen-14b-a10g": 420}.get(pool, 120)
+    assert attributes["fleetroute.carbon.intensity_g_per_kwh"] == intensity
+    assert attributes["fleetroute.carbon.intensity_source"] == "config"
+    assert attributes["fleetroute.carbon.grams"] == pytest.approx(
+        float(attributes["fleetroute.energy.joules"]) / 3.6e6 * intensity
+    )
+    assert float(attributes["fleetroute.carbon.grams"]) > 0
     assert not any(
         "secret" in str(v) for s in spans.values() for v in (s.attributes or {}).values()
     )
