@@ -3,17 +3,22 @@ spans exported to memory and metrics read from the proxy's /metrics."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import aiohttp
 import grpc
 import pytest
 from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind, TraceState
+from opentelemetry.util.types import Attributes
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from fleetroute import routerconfig
@@ -60,11 +65,16 @@ class Router:
 
 @pytest.fixture
 async def router(exporter: InMemorySpanExporter) -> AsyncIterator[Router]:
+    async with _router(Tracing.from_env({}, exporter=exporter), exporter) as started:
+        yield started
+
+
+@contextlib.asynccontextmanager
+async def _router(enabled: Tracing, exporter: InMemorySpanExporter) -> AsyncIterator[Router]:
     config = routerconfig.load(EMBEDDED)
     endpoints = [e for pool in config.pools for e in pool.endpoints]
     for endpoint, port in zip(endpoints, _free_ports(len(endpoints)), strict=True):
         endpoint.address = f"127.0.0.1:{port}"
-    enabled = Tracing.from_env({}, exporter=exporter)
     sims = SimFleet(config, speed=0.0)
     await sims.start()
     with tracing_module.installed(enabled):
@@ -176,3 +186,42 @@ async def test_a_grpc_route_continues_the_callers_trace(router: Router) -> None:
     assert format(call.context.trace_id, "032x") == CALLER_TRACE
     assert spans["fleetroute.decide"].parent is not None
     assert spans["fleetroute.decide"].parent.span_id == call.context.span_id
+
+
+class _DropHttpRoots(Sampler):
+    """Samples out the HTTP server span of a request and whatever descends from it, and
+    samples everything else in: a span started outside that request's trace is recorded."""
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        parent = trace.get_current_span(parent_context).get_span_context()
+        if name.startswith("POST ") or (parent.is_valid and not parent.trace_flags.sampled):
+            return SamplingResult(Decision.DROP)
+        return SamplingResult(Decision.RECORD_AND_SAMPLE)
+
+    def get_description(self) -> str:
+        return "drop HTTP roots"
+
+
+async def test_a_request_sampled_out_makes_no_span_at_all() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=_DropHttpRoots())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    async with _router(Tracing(provider), exporter) as router:
+        body = {"model": "fleet/chat", "messages": [{"role": "user", "content": "hi"}]}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"http://{router.proxy.address}/v1/chat/completions", json=body) as reply,
+        ):
+            assert reply.status == 200
+            await reply.read()
+        # every span of the request belongs to the instrumentation's unsampled trace
+        assert router.spans() == []

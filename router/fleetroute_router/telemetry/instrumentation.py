@@ -7,6 +7,7 @@ Each helper returns nothing to install while tracing is off, so no span objects 
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import warnings
 from collections.abc import Collection
@@ -22,11 +23,13 @@ from opentelemetry.instrumentation.aiohttp_server import (
     create_aiohttp_middleware,
 )
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
-from opentelemetry.trace import Span
 
 from fleetroute_router.telemetry.tracing import Tracing
 
-AIOHTTP_SERVER_SCOPE: Final = "opentelemetry.instrumentation.aiohttp_server"
+# Set while a handler runs inside the aiohttp server instrumentation's span.
+_IN_HTTP_SERVER_SPAN: Final[contextvars.ContextVar[bool]] = contextvars.ContextVar(
+    "fleetroute_in_http_server_span", default=False
+)
 if TYPE_CHECKING:  # generic only in the type stubs
     Interceptor: TypeAlias = grpc.aio.ServerInterceptor[Any, Any]
 
@@ -44,7 +47,15 @@ def aiohttp_middlewares(tracing: Tracing, paths: Collection[str]) -> list[Middle
     async def api_requests(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path not in wanted:
             return await handler(request)
-        return await traced(request, handler)
+
+        async def within_span(request: web.Request) -> web.StreamResponse:
+            token = _IN_HTTP_SERVER_SPAN.set(True)
+            try:
+                return await handler(request)
+            finally:
+                _IN_HTTP_SERVER_SPAN.reset(token)
+
+        return await traced(request, within_span)
 
     return [api_requests]
 
@@ -80,8 +91,8 @@ def grpc_server_interceptors(tracing: Tracing) -> list[Interceptor]:
     return [interceptor]
 
 
-def is_http_server_span(span: Span) -> bool:
-    """Whether `span` is a SERVER span the aiohttp server instrumentation started (the
-    request span the recorder then annotates instead of starting its own)."""
-    scope: Any = getattr(span, "instrumentation_scope", None)
-    return span.is_recording() and getattr(scope, "name", None) == AIOHTTP_SERVER_SCOPE
+def in_http_server_span() -> bool:
+    """Whether the current span is the aiohttp server instrumentation's span of the request
+    being handled (sampled or not): the recorder then annotates it instead of starting its
+    own, so a request has one SERVER span and one sampling decision."""
+    return _IN_HTTP_SERVER_SPAN.get()

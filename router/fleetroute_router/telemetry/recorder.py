@@ -230,7 +230,7 @@ class RouterTelemetry:
         }
         current = trace.get_current_span()
         # Behind the aiohttp server instrumentation its SERVER span is the request's span.
-        adopted = tracing.enabled and instrumentation.is_http_server_span(current)
+        adopted = tracing.enabled and instrumentation.in_http_server_span()
         span: Span | None
         if adopted:
             span = current
