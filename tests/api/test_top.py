@@ -43,7 +43,7 @@ async def router() -> AsyncIterator[Router]:
         dataplane = DataPlane(Fleet.from_config(sims.remap(config)))
         dataplane.start()
         stack.push_async_callback(dataplane.close)
-        server = RouterServer(dataplane.core, "127.0.0.1:0")
+        server = RouterServer(dataplane, "127.0.0.1:0")
         await server.start()
         stack.push_async_callback(server.drain, 0.5)
         proxy = ProxyServer(dataplane, "127.0.0.1:0")
