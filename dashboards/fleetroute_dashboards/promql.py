@@ -15,16 +15,12 @@ DECISIONS: Final = "fleetroute_router_decisions_total"
 POLICY_DECISIONS: Final = 'policy=~"$policy", policy!=""'
 POLICY_POOL_DECISIONS: Final = POLICY_DECISIONS + f", {POOL}"
 
-# Quality-feedback series of the router's outcome path (introduced alongside these dashboards;
-# the e2e check skips a panel using one of them only while the scrape lacks that family).
-FEEDBACK: Final = "fleetroute_feedback_total"
-OBJECTIVE_SCORE: Final = "fleetroute_objective_score"
-PENDING: Final = "fleetroute_pending_decisions"
-PENDING_DROPPED: Final = "fleetroute_pending_dropped_total"
-QUALITY_UNOBSERVED: Final = "fleetroute_quality_unobserved_decisions_total"
-FEEDBACK_FAMILIES: Final = frozenset(
-    {FEEDBACK, OBJECTIVE_SCORE, PENDING, PENDING_DROPPED, QUALITY_UNOBSERVED}
-)
+# Quality-feedback series of the router's outcome path.
+FEEDBACK: Final = "fleetroute_router_feedback_total"
+OBJECTIVE_SCORE: Final = "fleetroute_router_objective_score"
+PENDING: Final = "fleetroute_router_pending_decisions"
+PENDING_DROPPED: Final = "fleetroute_router_pending_dropped_total"
+QUALITY_UNOBSERVED: Final = "fleetroute_router_quality_unobserved_decisions_total"
 
 
 def rate(metric: str, selector: str = ROUTE, by: str = "pool") -> str:
