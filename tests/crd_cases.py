@@ -119,6 +119,21 @@ INVALID: list[tuple[str, str, str, Mutation, str]] = [
     ("GPUPool", "h100", "cost-not-decimal", _set("spec.costPerGpuHour", "$2.50"), "does not match"),
     ("GPUPool", "h100", "bad-product-label", _set("spec.product", "NVIDIA H100"), "does not match"),
     (
+        "GPUPool",
+        "h100",
+        "carbon-source-not-http",
+        _set("spec.carbonIntensityFrom", {"url": "file:///etc/passwd", "metric": "grid"}),
+        "does not match",
+    ),
+    (
+        "GPUPool",
+        "h100",
+        "carbon-source-without-metric",
+        _set("spec.carbonIntensityFrom", {"url": "http://grid:9100/metrics"}),
+        "'metric' is a required",
+    ),
+    ("GPUPool", "h100", "dcgm-port-zero", _set("spec.dcgmExporter", {"port": 0}), "minimum"),
+    (
         "RoutingPolicy",
         "chat",
         "all-weights-zero",

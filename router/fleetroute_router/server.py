@@ -12,6 +12,7 @@ from fleetroute.v1alpha1 import router_pb2, router_pb2_grpc
 from fleetroute_router.dataplane import DataPlane
 from fleetroute_router.grpc_api import RouterService
 from fleetroute_router.grpc_errors import DomainErrors
+from fleetroute_router.telemetry import instrumentation, tracing
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name
@@ -31,8 +32,9 @@ class RouterServer:
     def __init__(self, dataplane: DataPlane, address: str) -> None:
         self.address = address
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
+        traced = instrumentation.grpc_server_interceptors(tracing.active())
         self._server = grpc.aio.server(
-            interceptors=[DomainErrors()],
+            interceptors=[*traced, DomainErrors()],
             options=OPTIONS,
             maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
         )

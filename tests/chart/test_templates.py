@@ -585,6 +585,55 @@ def _check_dashboards_metadata(r: Rendered) -> None:
         )
 
 
+DATASOURCES = "fleetroute-datasources"
+DATASOURCE_VALUES: dict[str, Any] = {
+    "grafana": {
+        "datasources": {
+            "enabled": True,
+            "labels": {"grafana_datasource": "yes"},
+            "annotations": {"grafana_folder": "fleetroute"},
+            "prometheus": {
+                "name": "Fleet metrics",
+                "uid": "fleet-prom",
+                "url": "http://prom.example:9090",
+                "exemplarTraceIdLabel": "traceID",
+            },
+            "jaeger": {"name": "Fleet traces", "uid": "fleet-traces", "url": "http://j:16686"},
+        }
+    }
+}
+
+
+def _check_datasources(r: Rendered) -> None:
+    configmap = r.one("ConfigMap", DATASOURCES)
+    assert configmap["metadata"]["labels"]["grafana_datasource"] == "yes"
+    assert configmap["metadata"]["annotations"] == {"grafana_folder": "fleetroute"}
+    provisioning = yaml.safe_load(configmap["data"]["fleetroute-datasources.yaml"])
+    assert provisioning["apiVersion"] == 1
+    sources = {d["type"]: d for d in provisioning["datasources"]}
+    assert sources["jaeger"] == {
+        "name": "Fleet traces",
+        "type": "jaeger",
+        "uid": "fleet-traces",
+        "access": "proxy",
+        "url": "http://j:16686",
+    }
+    prometheus = sources["prometheus"]
+    assert (prometheus["name"], prometheus["uid"], prometheus["url"]) == (
+        "Fleet metrics",
+        "fleet-prom",
+        "http://prom.example:9090",
+    )
+    # an exemplar's traceID label opens that trace in the Jaeger data source
+    assert prometheus["jsonData"]["exemplarTraceIdDestinations"] == [
+        {"name": "traceID", "datasourceUid": "fleet-traces"}
+    ]
+
+
+def _check_no_datasources(r: Rendered) -> None:
+    assert DATASOURCES not in [c["metadata"]["name"] for c in r.of("ConfigMap")]
+
+
 VALUE_CASES: list[tuple[str, dict[str, Any], Check]] = [
     ("global.commonLabels", {"global": {"commonLabels": {"team": "ml"}}}, _check_labels),
     ("crds.enabled", {"crds": {"enabled": False}}, _check_no_crds),
@@ -917,6 +966,22 @@ VALUE_CASES += [
     ),
     ("grafana.dashboards.labels", DASHBOARD_VALUES, _check_dashboards_metadata),
     ("grafana.dashboards.annotations", DASHBOARD_VALUES, _check_dashboards_metadata),
+    ("grafana.datasources.enabled", {}, _check_no_datasources),
+    *(
+        (f"grafana.datasources.{key}", DATASOURCE_VALUES, _check_datasources)
+        for key in (
+            "enabled",
+            "labels",
+            "annotations",
+            "prometheus.name",
+            "prometheus.uid",
+            "prometheus.url",
+            "prometheus.exemplarTraceIdLabel",
+            "jaeger.name",
+            "jaeger.uid",
+            "jaeger.url",
+        )
+    ),
 ]
 
 

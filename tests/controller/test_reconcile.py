@@ -54,6 +54,7 @@ def _scheduled_pods(kube: FakeKube, name: str, count: int, gpus: int, *, ready: 
                 node_name=f"h100-{i}",
                 gpus=gpus,
                 ip=f"10.0.0.{i + 1}",
+                host_ip=f"192.0.2.{i + 1}",
                 ready=ready,
             )
         )
@@ -82,8 +83,18 @@ def test_deployed_pool_applies_workloads_and_reports_ready(
     assert status["replicas"] == 2
     assert status["readyReplicas"] == 2
     assert status["endpoints"] == [
-        {"address": "10.0.0.1:8000", "ready": True},
-        {"address": "10.0.0.2:8000", "ready": True},
+        {
+            "address": "10.0.0.1:8000",
+            "ready": True,
+            "pod": "llama-70b-decode-0",
+            "nodeIP": "192.0.2.1",
+        },
+        {
+            "address": "10.0.0.2:8000",
+            "ready": True,
+            "pod": "llama-70b-decode-1",
+            "nodeIP": "192.0.2.2",
+        },
     ]
     assert status["gpuProduct"] == H100
     ready = _ready(status)
@@ -147,7 +158,7 @@ def test_pending_pods_are_reported_with_the_schedulers_words(
     assert ready["reason"] == "InsufficientGPUs"
     assert "has 4 available of 32" in ready["message"]
     assert "scheduler: 0/12 nodes are available: 4 Insufficient nvidia.com/gpu." in ready["message"]
-    assert status["endpoints"] == [{"address": "10.0.0.1:8000", "ready": True}]
+    assert [(e["address"], e["ready"]) for e in status["endpoints"]] == [("10.0.0.1:8000", True)]
 
 
 def test_missing_gpupool_is_a_condition_not_a_crash(example_objects: list[dict[str, Any]]) -> None:
@@ -187,8 +198,8 @@ def test_adopted_by_selector_uses_ready_pods(example_objects: list[dict[str, Any
     body["spec"]["adopt"] = {"selector": {"matchLabels": {"app": "vllm"}}, "port": 8001}
     status = reconcile.modelpool(kube, body, None)
     assert status["endpoints"] == [
-        {"address": "10.1.0.1:8001", "ready": True},
-        {"address": "10.1.0.2:8001", "ready": False},
+        {"address": "10.1.0.1:8001", "ready": True, "pod": "vllm-a"},
+        {"address": "10.1.0.2:8001", "ready": False, "pod": "vllm-b"},
     ]
     assert (status["replicas"], status["readyReplicas"]) == (2, 1)
 

@@ -78,8 +78,15 @@ def test_a_served_request_updates_every_request_series(fleet: Fleet) -> None:
     assert value(r, "fleetroute_router_tokens_total", **route, direction="output") == 31
     assert value(r, "fleetroute_router_tokens_total", **route, direction="input") == 100
     assert value(
-        r, "fleetroute_router_energy_joules_total", model=d.model, pool=d.pool, source="measured"
+        r, "fleetroute_router_energy_joules_total", **route, source="measured"
     ) == pytest.approx(150.0)
+    assert pool.gpu.carbon_intensity == 120
+    assert value(r, "fleetroute_router_carbon_grams_total", **route) == pytest.approx(
+        150.0 / 3.6e6 * 120
+    )
+    assert value(
+        r, "fleetroute_router_grid_carbon_intensity", pool=d.pool, source="config"
+    ) == pytest.approx(120)
     assert value(
         r, "fleetroute_router_cost_dollars_total", model=d.model, pool=d.pool
     ) == pytest.approx(dollars)

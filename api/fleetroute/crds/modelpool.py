@@ -143,6 +143,8 @@ class EndpointStatus(ApiModel):
 
     address: str = Field(max_length=261)
     ready: bool = False
+    pod: str | None = Field(default=None, max_length=253, description="Pod serving it.")
+    node_ip: str | None = Field(default=None, max_length=45, description="Its node's IP.")
 
 
 class ModelPoolStatus(ApiModel):

@@ -17,6 +17,7 @@ from fleetroute_router import errors
 from fleetroute_router.dataplane import DataPlane, Flight
 from fleetroute_router.openai_api import StreamUsage, Usage, usage_of
 from fleetroute_router.proxy import pd
+from fleetroute_router.telemetry import instrumentation
 
 log = logging.getLogger(__name__)
 RETRYABLE = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
@@ -59,6 +60,9 @@ class Upstream:
                 ),
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent",),
+                trace_configs=instrumentation.aiohttp_trace_configs(
+                    self.dataplane.telemetry.tracing
+                ),
             )
         return self._session
 
