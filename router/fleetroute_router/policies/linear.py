@@ -70,9 +70,11 @@ class LinearModel:
         self.observations = np.zeros((n, 0))
         self.reward_sum = np.zeros((n, 0))
         # Change counters, for caches derived from A⁻¹ (bandits.LinUCB): `layout` moves when
-        # arms are added or dropped, `changes[k]` when any objective of arm k learns.
+        # arms are added or dropped, `changes[k]` when any objective of arm k learns, and
+        # `version` with every change of either (a cache that saw it is current).
         self.layout = 0
         self.changes: list[int] = []
+        self.version = 0
 
     @staticmethod
     def context(features: Vector) -> Vector:
@@ -133,6 +135,7 @@ class LinearModel:
         self._lookup.clear()
         self.changes.append(0)
         self.layout += 1
+        self.version += 1
 
     def set_statistics(self, stats: ArmStatistics) -> None:
         """Set one objective of an arm to given statistics (a restored snapshot, a prior)."""
@@ -164,9 +167,11 @@ class LinearModel:
         self._lookup.clear()
         del self.changes[k]
         self.layout += 1
+        self.version += 1
 
     def _refresh(self, o: int, k: int) -> None:
         self.changes[k] += 1
+        self.version += 1
         self.gram_inv[o, k] = np.linalg.inv(self.gram[o, k])
         self.theta[o, k] = self.gram_inv[o, k] @ self.target[o, k]
 
@@ -213,6 +218,7 @@ class LinearModel:
         self.observations[o, k] += 1.0
         self.reward_sum[o, k] += score
         self.changes[k] += 1
+        self.version += 1
         inv = self.gram_inv[o, k]
         ax = inv @ x
         inv -= np.outer(ax, ax) / (1.0 + float(x @ ax))
