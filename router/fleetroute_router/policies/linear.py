@@ -196,8 +196,31 @@ class LinearModel:
         """Add one observation (context, score) to each objective of an arm that was measured."""
         x = self.context(features)
         k = int(self.indices((arm,), x)[0])
-        for name, score in scores.items():
-            self._learn(self.objective_index(name), k, x, score)
+        if self.discount < 1.0 or len(scores) == 1:
+            for name, score in scores.items():
+                self._learn(self.objective_index(name), k, x, score)
+            return
+        if scores:
+            self._learn_together([self.objective_index(n) for n in scores], k, x, scores)
+
+    def _learn_together(
+        self, rows: list[int], k: int, x: Vector, scores: Mapping[str, float]
+    ) -> None:
+        """_learn (undiscounted) for several objectives of one arm in one pass of numpy calls:
+        the same Sherman-Morrison step, batched over the objectives."""
+        o = np.array(rows, dtype=np.intp)
+        values = np.fromiter(scores.values(), dtype=np.float64, count=len(rows))
+        self.gram[o, k] += np.outer(x, x)
+        self.target[o, k] += (values - self.prior_mean)[:, None] * x
+        self.observations[o, k] += 1.0
+        self.reward_sum[o, k] += values
+        self.changes[k] += 1
+        self.version += 1
+        inv = self.gram_inv[o, k]  # a copy (fancy index), written back below
+        ax = inv @ x
+        inv -= (ax[:, :, None] * ax[:, None, :]) / (1.0 + ax @ x)[:, None, None]
+        self.gram_inv[o, k] = inv
+        self.theta[o, k] = (inv @ self.target[o, k][:, :, None])[:, :, 0]
 
     def _learn(self, o: int, k: int, x: Vector, score: float) -> None:
         residual = score - self.prior_mean

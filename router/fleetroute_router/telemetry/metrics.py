@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from fleetroute_router.telemetry.children import LabelChildren
+
 PREFIX: Final = "fleetroute_router"
 # Seconds: decisions take microseconds to milliseconds; requests take 10 ms to minutes.
 DECISION_BUCKETS: Final = (
@@ -48,6 +50,8 @@ class RouterMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        # Per-request series go through this cache (children.py): labels() once per series.
+        self.children = LabelChildren()
         r = self.registry
         route = ["policy", "model", "pool"]
         self.requests = Counter(
@@ -207,6 +211,7 @@ class RouterMetrics:
     def set_slos(self, slos: Iterable[tuple[str, str, float]]) -> None:
         """(policy, metric, seconds) of the current config; series of removed policies go."""
         self.slo.clear()
+        self.children.forget_metric(self.slo)
         for policy, metric, seconds in slos:
             self.slo.labels(policy, metric).set(seconds)
 
