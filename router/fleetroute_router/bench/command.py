@@ -28,6 +28,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "replay of the same policy on real routing data",
     ),
     "tracing": ("fleetroute_router.bench.tracing", "latency tracing adds to the router: on vs off"),
+    "grpc": (
+        "fleetroute_router.bench.grpc_route",
+        "gRPC Route (and Route + Report) decisions per second per router core",
+    ),
 }
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import aiohttp
 
 from fleetroute.v1alpha1 import config_pb2
+from fleetroute_router import runtime
 from fleetroute_router.bench import harness
 
 MODEL = "bench/echo-1B"
@@ -45,6 +46,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--feedback-every", type=int, default=10, help="alias path: feedback for every Nth answer"
     )
+    parser.add_argument(
+        "--event-loop", choices=runtime.LOOPS, default=runtime.default_loop(),
+        help="the router's event loop (fleetroute serve --event-loop)",
+    )  # fmt: skip
 
 
 def _config(backend: str) -> config_pb2.RouterConfig:
@@ -150,6 +155,7 @@ async def measure(
     seconds: float,
     rounds: int,
     feedback_every: int = 10,
+    event_loop: str = "asyncio",
 ) -> list[dict[str, Any]]:
     """One row per rate, mode and non-direct path (see the module docstring)."""
     backend_port, floor_port, router_port = harness.free_ports(3)
@@ -171,7 +177,7 @@ async def measure(
         router = await children.python(
             "-m", "fleetroute", "--log-level", "WARNING", "serve", "--config", str(config),
             "--no-simulate", "--http", router_address, "--grpc", "127.0.0.1:0",
-            "--ext-proc", "",
+            "--ext-proc", "", "--event-loop", event_loop,
         )  # fmt: skip
         for address in (backend, floor, router_address):
             await harness.wait_ready(f"http://{address}/health")
@@ -260,8 +266,11 @@ def run(args: argparse.Namespace) -> int:
             args.seconds,
             args.rounds,
             args.feedback_every,
+            args.event_loop,
         )
     )
+    for row in rows:
+        row["router_event_loop"] = args.event_loop
     if args.json:
         for row in rows:
             print(json.dumps(row, sort_keys=True))
