@@ -4,14 +4,18 @@
 (every endpoint one instant simulated backend, so scraping and breakers behave as in serving).
 A closed loop of --concurrency callers in this process sends Route for a typical prompt, and in
 the `route+report` mode also Report with the measured outcome (which teaches every objective).
-The router's CPU time over the run (Linux /proc) makes the per-core figure honest: decisions
-per router CPU-second, whatever the client and the rest of the machine take.
+The same callers then load a bare grpc.aio server with canned answers (bench/grpcfloor.py),
+the floor, in the same run. The callers use CHANNELS connections, so that --workers each get
+some. Each server's CPU time over its run (Linux /proc, with a supervisor's workers) makes
+the per-core figure honest: decisions per server CPU-second, whatever the client and the rest
+of the machine take.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import time
 from typing import Any
@@ -29,6 +33,8 @@ MODEL = "bench/echo-1B"
 ARMS = 16
 MODES = ("route", "route+report")
 GOAL_PER_CORE = 3000.0
+CHANNELS = 8
+FLOOR_FIELDS = ("decisions_per_s", "decisions_per_core_s", "router_cpu_us_per_decision", "errors")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -72,25 +78,33 @@ def _report(decision_id: str) -> router_pb2.Feedback:
 
 
 async def _callers(
-    stub: router_pb2_grpc.RouterAsyncStub, report: bool, seconds: float, concurrency: int
+    target: str, report: bool, seconds: float, concurrency: int, channels: int = CHANNELS
 ) -> tuple[int, int]:
-    """Decisions made and calls failed by `concurrency` closed-loop callers over `seconds`."""
+    """Decisions made and calls failed by `concurrency` closed-loop callers over `seconds`,
+    spread over `channels` connections (so that --workers see several)."""
     request = router_pb2.RouteRequest(model=ALIAS, prompt=PROMPT, max_tokens=16)
-    deadline = time.monotonic() + seconds
     made, failed = 0, 0
+    async with contextlib.AsyncExitStack() as stack:
+        stubs = [
+            router_pb2_grpc.RouterStub(
+                await stack.enter_async_context(grpc.aio.insecure_channel(target))
+            )
+            for _ in range(max(1, min(channels, concurrency)))
+        ]
+        deadline = time.monotonic() + seconds
 
-    async def caller() -> None:
-        nonlocal made, failed
-        while time.monotonic() < deadline:
-            try:
-                decision = await stub.Route(request)
-                if report:
-                    await stub.Report(_report(decision.decision_id))
-                made += 1
-            except grpc.aio.AioRpcError:
-                failed += 1
+        async def caller(stub: router_pb2_grpc.RouterAsyncStub) -> None:
+            nonlocal made, failed
+            while time.monotonic() < deadline:
+                try:
+                    decision = await stub.Route(request)
+                    if report:
+                        await stub.Report(_report(decision.decision_id))
+                    made += 1
+                except grpc.aio.AioRpcError:
+                    failed += 1
 
-    await asyncio.gather(*(caller() for _ in range(concurrency)))
+        await asyncio.gather(*(caller(stubs[i % len(stubs)]) for i in range(concurrency)))
     return made, failed
 
 
@@ -123,8 +137,8 @@ async def measure(
     event_loop: str = "asyncio",
     workers: int = 1,
 ) -> list[dict[str, Any]]:
-    """One row per mode (see the module docstring)."""
-    backend_port, http_port, grpc_port = harness.free_ports(3)
+    """One row per mode and server (see the module docstring)."""
+    backend_port, http_port, grpc_port, floor_port = harness.free_ports(4)
     backend = f"127.0.0.1:{backend_port}"
     children = harness.Children()
     rows = []
@@ -132,6 +146,10 @@ async def measure(
         await children.python(
             "-m", "fleetroute_router.sim", "--port", str(backend_port), "--model", MODEL,
             "--speed", "0",
+        )  # fmt: skip
+        floor = await children.python(
+            "-m", "fleetroute_router.bench.grpcfloor", "--port", str(floor_port),
+            "--arms", str(arms), "--event-loop", event_loop,
         )  # fmt: skip
         config = children.write_config(bench_config(backend, arms))
         router = await children.python(
@@ -142,23 +160,37 @@ async def measure(
         )  # fmt: skip
         for address in (backend, f"127.0.0.1:{http_port}"):
             await harness.wait_ready(f"http://{address}/health")
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-            stub = router_pb2_grpc.RouterStub(channel)
-            await _callers(stub, True, min(1.0, seconds), concurrency)  # warm-up
-            for mode in modes:
-                router_before, client_before = (
-                    harness.tree_cpu_seconds(router.pid),
-                    time.process_time(),
-                )
+        servers = {"fleetroute": (f"127.0.0.1:{grpc_port}", router.pid),
+                   "floor": (f"127.0.0.1:{floor_port}", floor.pid)}  # fmt: skip
+        for target, _ in servers.values():  # warm-up (and the floor's start-up)
+            await _ready(target)
+            await _callers(target, True, min(1.0, seconds), concurrency)
+        for mode in modes:
+            found: dict[str, dict[str, Any]] = {}
+            for name, (target, pid) in servers.items():
+                server_before = harness.tree_cpu_seconds(pid)
+                client_before = time.process_time()
                 started = time.monotonic()
-                made, failed = await _callers(stub, mode == "route+report", seconds, concurrency)
+                made, failed = await _callers(target, mode == "route+report", seconds, concurrency)
                 elapsed = time.monotonic() - started
-                router_cpu = harness.tree_cpu_seconds(router.pid) - router_before
+                server_cpu = harness.tree_cpu_seconds(pid) - server_before
                 client_cpu = time.process_time() - client_before
-                rows.append(_row(mode, made, failed, elapsed, router_cpu, client_cpu))
+                found[name] = _row(mode, made, failed, elapsed, server_cpu, client_cpu)
+            row, base = found["fleetroute"], found["floor"]
+            row["floor"] = {k: base[k] for k in FLOOR_FIELDS}
+            per_core = base["decisions_per_core_s"]
+            row["ratio_to_floor_per_core"] = (
+                round(row["decisions_per_core_s"] / per_core, 2) if per_core else 0.0
+            )
+            rows.append(row)
     finally:
         await children.close()
     return rows
+
+
+async def _ready(target: str, timeout_s: float = 60.0) -> None:
+    async with grpc.aio.insecure_channel(target) as channel:
+        await asyncio.wait_for(channel.channel_ready(), timeout_s)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -183,7 +215,9 @@ def run(args: argparse.Namespace) -> int:
             f"gRPC {row['mode']:>12}: {row['decisions_per_s']:8.1f} decisions/s with the router "
             f"at {row['router_cores']:.2f} cores -> {row['decisions_per_core_s']:8.1f} per core-s "
             f"({row['router_cpu_us_per_decision']:.0f} µs CPU each; goal >= {GOAL_PER_CORE:.0f}), "
-            f"{row['errors']} errors; client CPU {row['client_cpu_s']:.1f} s; "
+            f"{row['errors']} errors; bare grpc.aio floor "
+            f"{row['floor']['decisions_per_core_s']:.0f} per core-s "
+            f"(x{row['ratio_to_floor_per_core']}); client CPU {row['client_cpu_s']:.1f} s; "
             f"{os.cpu_count()} cores on this machine"
         )
     return 0

@@ -29,6 +29,9 @@ def test_route_and_route_report_rows(workers: int, capsys: pytest.CaptureFixture
         assert row["decisions_per_core_s"] == pytest.approx(
             per_core, rel=0.01 / row["router_cpu_s"]
         )
+        assert row["floor"]["decisions_per_core_s"] > 0
+        assert row["floor"]["errors"] == 0
+        assert row["ratio_to_floor_per_core"] > 0
         assert row["meets_goal"] == (row["decisions_per_core_s"] >= grpc_route.GOAL_PER_CORE)
 
 
