@@ -46,6 +46,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--feedback-every", type=int, default=10, help="alias path: feedback for every Nth answer"
     )
+    parser.add_argument("--workers", type=int, default=1, help="fleetroute serve --workers")
     parser.add_argument(
         "--event-loop", choices=runtime.LOOPS, default=runtime.default_loop(),
         help="the router's event loop (fleetroute serve --event-loop)",
@@ -156,9 +157,10 @@ async def measure(
     rounds: int,
     feedback_every: int = 10,
     event_loop: str = "asyncio",
+    workers: int = 1,
 ) -> list[dict[str, Any]]:
     """One row per rate, mode and non-direct path (see the module docstring)."""
-    backend_port, floor_port, router_port = harness.free_ports(3)
+    backend_port, floor_port, router_port, grpc_port = harness.free_ports(4)
     backend = f"127.0.0.1:{backend_port}"
     floor = f"127.0.0.1:{floor_port}"
     router_address = f"127.0.0.1:{router_port}"
@@ -176,8 +178,8 @@ async def measure(
         config = children.write_config(_config(backend))
         router = await children.python(
             "-m", "fleetroute", "--log-level", "WARNING", "serve", "--config", str(config),
-            "--no-simulate", "--http", router_address, "--grpc", "127.0.0.1:0",
-            "--ext-proc", "", "--event-loop", event_loop,
+            "--no-simulate", "--http", router_address, "--grpc", f"127.0.0.1:{grpc_port}",
+            "--ext-proc", "", "--event-loop", event_loop, "--workers", str(workers),
         )  # fmt: skip
         for address in (backend, floor, router_address):
             await harness.wait_ready(f"http://{address}/health")
@@ -219,7 +221,7 @@ def _cpu(pid: int | None) -> Callable[[], float]:
     """CPU seconds so far of a process (0 for the direct path: no process in between)."""
     if pid is None:
         return lambda: 0.0
-    return lambda: harness.cpu_seconds(pid)
+    return lambda: harness.tree_cpu_seconds(pid)  # serve --workers: with its workers
 
 
 async def _load(
@@ -267,10 +269,12 @@ def run(args: argparse.Namespace) -> int:
             args.rounds,
             args.feedback_every,
             args.event_loop,
+            args.workers,
         )
     )
     for row in rows:
         row["router_event_loop"] = args.event_loop
+        row["workers"] = args.workers
     if args.json:
         for row in rows:
             print(json.dumps(row, sort_keys=True))
