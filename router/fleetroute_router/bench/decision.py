@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from fleetroute.v1alpha1 import config_pb2
-from fleetroute_router import objectives
+from fleetroute_router import objectives, runtime
 from fleetroute_router.bench import reference
 from fleetroute_router.core import RoutingCore
 from fleetroute_router.endpoints import config as endpoint_config
@@ -269,6 +269,7 @@ _CASES = {
 
 
 def run(args: argparse.Namespace) -> int:
+    runtime.single_blas_thread()  # as `fleetroute serve` runs, the reference too
     results = route_cases(args.decisions)
     if args.grid:
         results += cases(args.decisions, args.policy or list(POLICIES))

@@ -177,9 +177,10 @@ class _Combined:
         d, rows = model.dimension, len(self.seen) * model.dimension
         for k, count in enumerate(model.changes):
             if self.seen[k] != count:
-                self.stacked[k * d : (k + 1) * d] = np.tensordot(
-                    self.scaled, model.gram_inv[:, k], axes=1
-                )
+                # Σ_o s_o A_ok⁻¹ as one (O)·(O, d²) product: tensordot's overhead is per call.
+                self.stacked[k * d : (k + 1) * d] = (
+                    self.scaled @ model.gram_inv[:, k].reshape(-1, d * d)
+                ).reshape(d, d)
                 self.stacked[rows + k] = self.weights @ model.theta[:, k]
                 self.seen[k] = count
         self.version = model.version

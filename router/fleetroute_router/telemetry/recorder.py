@@ -208,8 +208,7 @@ class RouterTelemetry:
         self._fleet = fleet
         self._view.fleet = fleet
         self._candidates = {p.name: tuple(p.candidates) for p in fleet.config.policies}
-        self.metrics.arm_score.clear()
-        self.metrics.children.forget_metric(self.metrics.arm_score)
+        self.metrics.arm_score.set_candidates(self._candidates)
         self._gauges.fleet = fleet
         self._slos = slos(fleet)
         self.metrics.set_slos(self._slos)
@@ -303,13 +302,8 @@ class RouterTelemetry:
         mode = "disaggregated" if decision.prefill_endpoint else "aggregated"
         child(m.decisions, decision.policy, decision.algorithm, decision.pool, mode, choice).inc()
         child(m.decision_duration, decision.policy).observe(seconds)
-        if decision.policy:
-            for pool, score in decision.scores.items():
-                child(m.arm_score, decision.policy, pool).set(score)
-            # Candidates the SLO guard set aside got no score: their gauges must not go stale.
-            for pool in self._candidates.get(decision.policy, ()):
-                if pool not in decision.scores:
-                    child(m.arm_score, decision.policy, pool).set(float("nan"))
+        if decision.policy:  # exported at scrape time; set-aside candidates read NaN
+            m.arm_score.decided(decision.policy, decision.scores)
         if not self.tracing.enabled:
             return
         target = span or _request_span()
