@@ -208,7 +208,14 @@ class LinearModel:
     ) -> None:
         """_learn (undiscounted) for several objectives of one arm in one pass of numpy calls:
         the same Sherman-Morrison step, batched over the objectives."""
-        o = np.array(rows, dtype=np.intp)
+        first, n = rows[0], len(rows)
+        # Objectives measured together are usually adjacent (latency, energy, cost): a slice
+        # gives views that update in place, where an index array copies out and back.
+        o: slice | npt.NDArray[np.intp] = (
+            slice(first, first + n)
+            if rows == list(range(first, first + n))
+            else np.array(rows, dtype=np.intp)
+        )
         values = np.fromiter(scores.values(), dtype=np.float64, count=len(rows))
         self.gram[o, k] += np.outer(x, x)
         self.target[o, k] += (values - self.prior_mean)[:, None] * x
@@ -216,10 +223,11 @@ class LinearModel:
         self.reward_sum[o, k] += values
         self.changes[k] += 1
         self.version += 1
-        inv = self.gram_inv[o, k]  # a copy (fancy index), written back below
+        inv = self.gram_inv[o, k]  # a view for a slice, else a copy written back below
         ax = inv @ x
         inv -= (ax[:, :, None] * ax[:, None, :]) / (1.0 + ax @ x)[:, None, None]
-        self.gram_inv[o, k] = inv
+        if not isinstance(o, slice):
+            self.gram_inv[o, k] = inv
         self.theta[o, k] = (inv @ self.target[o, k][:, :, None])[:, :, 0]
 
     def _learn(self, o: int, k: int, x: Vector, score: float) -> None:
