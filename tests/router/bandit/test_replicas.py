@@ -1,0 +1,48 @@
+"""Replicas sharing published contributions end up equal to one learner that saw everything."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fleetroute.replica_learning import Published, decode, encode
+from fleetroute_router.arm_stats import ArmStatistics as Counts
+from fleetroute_router.learning.replicas import ReplicaLearning
+from fleetroute_router.policies.bandits import EpsilonGreedy, LinearBandit, LinearThompson, LinUCB
+
+OBJECTIVES = ("quality", "latency")
+
+
+def _publish(sync: ReplicaLearning) -> Published:
+    learning = decode(encode(sync.publish()))  # through the wire format
+    return Published(sync.replica, sync.sequence, None, learning)
+
+
+@pytest.mark.parametrize("cls", [LinUCB, LinearThompson, EpsilonGreedy])
+def test_two_replicas_equal_one_learner_and_absorb_each_publish_once(
+    cls: type[LinearBandit],
+) -> None:
+    rng = np.random.default_rng(0)
+    a, b, one = (cls(seed=1, objectives=OBJECTIVES) for _ in range(3))
+    sync_a = ReplicaLearning("a", lambda: {"p": a}, Counts)
+    sync_b = ReplicaLearning("b", lambda: {"p": b}, Counts)
+    sync_a.resume(None)
+    sync_b.resume(None)
+    for i in range(200):
+        x = rng.normal(size=3)
+        scores = (
+            {"quality": float(rng.random())}
+            if i % 2
+            else {"latency": float(rng.random()), "quality": 0.5}
+        )
+        (a if i % 3 else b).update(f"k{i % 3}", x, scores)
+        one.update(f"k{i % 3}", x, scores)
+    published = [_publish(sync_a), _publish(sync_b)]
+    for _ in range(2):  # the same publishes read twice are counted once
+        sync_a.absorb(published)
+        sync_b.absorb(published)
+    for model in (a.model, b.model):
+        order = [model.arms.index(arm) for arm in one.model.arms]
+        np.testing.assert_allclose(model.gram[:, order], one.model.gram)
+        np.testing.assert_allclose(model.target[:, order], one.model.target)
+        np.testing.assert_allclose(model.observations[:, order], one.model.observations)
