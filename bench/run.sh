@@ -13,4 +13,6 @@ for suite in greenserv routellm-mmlu routellm-gsm8k; do
     fleetroute replay --data "$data" --suite "$suite" --policy linucb --train "$data" --seeds 5 \
         --json > "$out/replay-$suite.json"
 done
+fleetroute replay --data "$data" --suite greenserv --policy linucb --train "$data" --folds 5 \
+    --seeds 5 --json > "$out/replay-greenserv-5fold.json"
 echo "results in $out"

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,14 +10,25 @@ from typing import Any
 import pytest
 import yaml
 
+from e2e import chart_support
+from e2e.chart_support import (
+    CHART,
+    EXPECTED_RBAC,
+    ROOT,
+    Helm,
+    always_rules,
+    can_i_list,
+    denied_lines,
+    expected_rules,
+    get,
+    ready,
+)
 from e2e.localcluster import Cluster
 from e2e.operator_process import OperatorProcess
 from e2e.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parent.parent
-CHART = ROOT / "charts" / "fleetroute"
 RELEASE = "fleetroute"
 NAMESPACE = "fleetroute-chart-e2e"
 FLEET_NAMESPACE = "fleetroute-chart-fleet"
@@ -29,37 +37,6 @@ USER = f"system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"
 ROUTER_CONFIG = "fleetroute-router-config"
 GPU_POOL_PREFIX = "chart-e2e-"
 CRDS = ("gpupools.fleetroute.dev", "modelpools.fleetroute.dev", "routingpolicies.fleetroute.dev")
-# What a missing permission looks like in the operator's log (the API's 403, kopf's warning).
-DENIED = re.compile(r'[Ff]orbidden|" 403 |[Nn]ot enough permissions')
-EXPECTED_RBAC = yaml.safe_load((Path(__file__).parent / "rbac_expected.yaml").read_text())
-
-
-class Helm:
-    """The pinned helm binary against the test cluster, with its own cache and config dirs."""
-
-    def __init__(self, cluster: Cluster, home: Path) -> None:
-        self.binary = cluster.binary("helm")
-        self.env = {
-            **os.environ,
-            "KUBECONFIG": str(cluster.kubeconfig),
-            "HELM_CACHE_HOME": str(home / "cache"),
-            "HELM_CONFIG_HOME": str(home / "config"),
-            "HELM_DATA_HOME": str(home / "data"),
-            "NO_PROXY": "127.0.0.1,localhost",
-            "no_proxy": "127.0.0.1,localhost",
-        }
-
-    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(self.binary), *args],
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=300,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"helm {' '.join(args)} failed:\n{result.stderr}")
-        return result
 
 
 def fleet_objects() -> list[dict[str, Any]]:
@@ -80,19 +57,6 @@ def fleet_objects() -> list[dict[str, Any]]:
                     source["gpuPool"] = GPU_POOL_PREFIX + source["gpuPool"]
             objects.append(obj)
     return objects
-
-
-def get(cluster: Cluster, kind: str, name: str, namespace: str | None) -> dict[str, Any] | None:
-    args = ["get", kind, name, "-o", "json", "--ignore-not-found"]
-    if namespace:
-        args += ["-n", namespace]
-    out = cluster.kubectl(*args).stdout.strip()
-    return json.loads(out) if out else None
-
-
-def ready(obj: dict[str, Any] | None) -> bool:
-    conditions = (obj or {}).get("status", {}).get("conditions", [])
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
 def manifest_objects(helm: Helm) -> list[tuple[str, str, str | None]]:
@@ -121,11 +85,6 @@ def delete_fleet(cluster: Cluster, timeout: str = "90s") -> None:
     cluster.kubectl(
         "delete", "gpupools", *names, "--ignore-not-found", f"--timeout={timeout}", check=False
     )
-
-
-def denied_lines(operator: OperatorProcess) -> list[str]:
-    text = operator.log_path.read_text(errors="replace")
-    return [line for line in text.splitlines() if DENIED.search(line)]
 
 
 @pytest.fixture(scope="module")
@@ -161,22 +120,9 @@ def release(cluster: Cluster, helm: Helm) -> Iterator[str]:
 def service_account_kubeconfig(
     cluster: Cluster, release: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    """A kubeconfig holding a token of the chart's ServiceAccount (TokenRequest API).
-
-    A token rather than `as:` impersonation: neither kopf nor the Kubernetes Python client reads
-    `as:` from a kubeconfig, so the operator would silently run as the admin.
-    """
-    token = cluster.kubectl(
-        "create", "token", SERVICE_ACCOUNT, "-n", NAMESPACE, "--duration=3600s"
-    ).stdout.strip()
-    config = json.loads(cluster.kubeconfig.read_text())
-    config["users"] = [{"name": SERVICE_ACCOUNT, "user": {"token": token}}]
-    for context in config["contexts"]:
-        context["context"]["user"] = SERVICE_ACCOUNT
+    """A kubeconfig holding a token of the chart's ServiceAccount."""
     path = tmp_path_factory.mktemp("sa") / "kubeconfig"
-    path.write_text(json.dumps(config))
-    path.chmod(0o600)
-    return path
+    return chart_support.service_account_kubeconfig(cluster, SERVICE_ACCOUNT, NAMESPACE, path)
 
 
 @pytest.fixture(scope="module")
@@ -218,6 +164,7 @@ def test_install_creates_every_object(cluster: Cluster, helm: Helm, release: str
         "ConfigMap",
         "CustomResourceDefinition",
         "Deployment",
+        "NetworkPolicy",
         "Role",
         "RoleBinding",
         "Service",
@@ -318,54 +265,19 @@ def test_operator_recreates_a_deleted_router_config(
     assert denied_lines(operator) == []
 
 
-def can_i_list(cluster: Cluster, namespace: str) -> set[tuple[str, tuple[str, ...], str]]:
-    """(resource or URL, resource names, verb) of every rule `kubectl auth can-i --list` shows."""
-    out = cluster.kubectl("auth", "can-i", "--list", f"--as={USER}", "-n", namespace).stdout
-    row = re.compile(
-        r"^(?P<res>\S+)?\s*\[(?P<urls>[^\]]*)\]\s+\[(?P<names>[^\]]*)\]\s+\[(?P<verbs>[^\]]*)\]\s*$"
-    )
-    rules = set()
-    for line in out.splitlines()[1:]:
-        match = row.match(line)
-        assert match, f"unparsed can-i line: {line!r}"
-        target = match["res"] or match["urls"]
-        names = tuple(sorted(match["names"].split()))
-        for verb in match["verbs"].split():
-            rules.add((target, names, verb))
-    return rules
-
-
-def expected_rules(rules: list[dict[str, Any]]) -> set[tuple[str, tuple[str, ...], str]]:
-    return {
-        (r["resource"], tuple(sorted(r.get("resourceNames", []))), verb)
-        for r in rules
-        for verb in r["verbs"]
-    }
-
-
-def always_rules() -> set[tuple[str, tuple[str, ...], str]]:
-    always = EXPECTED_RBAC["always"]
-    return {
-        (target, (), verb)
-        for group in ("resources", "nonResourceURLs")
-        for target, verbs in always[group].items()
-        for verb in verbs
-    }
-
-
 @pytest.mark.parametrize(
     ("namespace", "scopes"),
     [
-        pytest.param(NAMESPACE, ("cluster", "releaseNamespace"), id="release-namespace"),
-        pytest.param(FLEET_NAMESPACE, ("cluster",), id="other-namespace"),
+        pytest.param(NAMESPACE, ("clusterRole", "releaseNamespace"), id="release-namespace"),
+        pytest.param(FLEET_NAMESPACE, ("clusterRole",), id="other-namespace"),
     ],
 )
 def test_rbac_is_exactly_the_expectation(
     cluster: Cluster, release: str, namespace: str, scopes: tuple[str, ...]
 ) -> None:
     cluster.kubectl("create", "namespace", namespace, check=False)
-    granted = can_i_list(cluster, namespace) - always_rules()
-    expected = set().union(*(expected_rules(EXPECTED_RBAC[s]) for s in scopes))
+    granted = can_i_list(cluster, USER, namespace) - always_rules()
+    expected = set().union(*(expected_rules(EXPECTED_RBAC["cluster"][s]) for s in scopes))
     missing, excess = sorted(expected - granted), sorted(granted - expected)
     assert (missing, excess) == ([], []), f"missing: {missing}; excess: {excess}"
 

@@ -1,6 +1,8 @@
 """Observability against real components: Prometheus scrapes a router under load and the
-operator on the local cluster, and every dashboard panel's query must return data; Jaeger v2
-receives the router's and the operator's traces over OTLP.
+operator on the local cluster, and every panel query of every dashboard must return data;
+Jaeger v2 receives the router's and the operator's traces over OTLP. The router reads one
+endpoint's GPU power from a fake DCGM exporter (real dcgm-exporter exposition text) and one
+pool's grid carbon intensity from a metric.
 
 Prometheus and Jaeger are built from their Go modules on first use and cached
 (e2e/observability_stack.py); everything listens on 127.0.0.1.
@@ -19,7 +21,7 @@ import sys
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +32,16 @@ from e2e import observability_stack as stack
 from e2e.localcluster import Cluster, free_ports
 from e2e.operator_process import OperatorProcess
 from e2e.waiting import wait_for
+from tests.router.sources.dcgm_exporter import POD_WATTS, exposition
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_FLEET = ROOT / "router/fleetroute_router/defaults/example-fleet.yaml"
-DASHBOARD = ROOT / "dashboards/fleetroute.json"
+DASHBOARDS = ROOT / "dashboards"
+DCGM_POOL = "llm/llama-70b-decode"
+CARBON_POOL = "llm/llama-8b-l4"
+GRID_INTENSITY = 412.0
 NAMESPACE = "obs-e2e"
 CONFIG_NAMESPACE = "obs-e2e-system"
 GPUPOOL = "obs-e2e-h100"
@@ -91,20 +97,33 @@ def chat(model: str, prompt: str, *, stream: bool = True, max_tokens: int = 24) 
 class RouterProcess:
     """`fleetroute serve` on a copy of the example fleet, its simulated servers on free ports."""
 
-    def __init__(self, workdir: Path, env: dict[str, str], config: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        workdir: Path,
+        env: dict[str, str],
+        config: dict[str, Any] | None = None,
+        edit: Callable[[dict[str, Any]], None] | None = None,
+    ):
         self.workdir = workdir
         self.env = env
-        document = config or yaml.safe_load(EXAMPLE_FLEET.read_text())
-        if config is None:
-            addresses = [e for p in document["pools"] for e in p["endpoints"]]
-            for endpoint, port in zip(addresses, free_ports(len(addresses)), strict=True):
-                endpoint["address"] = f"127.0.0.1:{port}"
+        self.document = config or yaml.safe_load(EXAMPLE_FLEET.read_text())
+        self._own_ports = config is None
+        if edit is not None:
+            edit(self.document)
         self.config = workdir / "router-config.yaml"
-        self.config.write_text(yaml.safe_dump(document))
-        (self.port,) = free_ports(1)
-        self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / "router.log"
         self._process: subprocess.Popen[bytes] | None = None
+        self._rebinds = 0
+        self._new_ports()
+
+    def _new_ports(self) -> None:
+        if self._own_ports:
+            addresses = [e for p in self.document["pools"] for e in p["endpoints"]]
+            for endpoint, port in zip(addresses, free_ports(len(addresses)), strict=True):
+                endpoint["address"] = f"127.0.0.1:{port}"
+        self.config.write_text(yaml.safe_dump(self.document))
+        (self.port,) = free_ports(1)
+        self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self, simulate: bool = True) -> None:
         argv = [
@@ -124,6 +143,12 @@ class RouterProcess:
         def healthy() -> bool:
             assert self._process is not None
             if self._process.poll() is not None:
+                if "address already in use" in self.log_tail() and self._rebinds < 3:
+                    # A free port taken by another process since it was chosen: choose anew.
+                    self._rebinds += 1
+                    self._new_ports()
+                    self.start(simulate)
+                    return False
                 raise AssertionError(f"router exited:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=2) as response:  # noqa: S310
@@ -158,6 +183,7 @@ class Load:
         self.url, self.clients = url, clients
         self.sent = 0
         self.statuses: dict[int, int] = {}
+        self.feedback: dict[int, int] = {}  # feedback answers by HTTP status
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -174,7 +200,14 @@ class Load:
         for body in self._requests(index):
             if self._stop.is_set():
                 return
-            status, _, _ = _post(f"{self.url}/v1/chat/completions", body)
+            status, headers, _ = _post(f"{self.url}/v1/chat/completions", body)
+            decision = headers.get("x-fleetroute-decision-id")
+            if status == 200 and decision and body["model"] == POLICY_MODEL:
+                # a judge grades the policy's answers: feedback coverage and quality scores
+                grade = {"decision_id": decision, "score": 0.9, "source": "judge"}
+                feedback, _, _ = _post(f"{self.url}/v1/feedback", grade)
+                with self._lock:
+                    self.feedback[feedback] = self.feedback.get(feedback, 0) + 1
             with self._lock:
                 self.sent += 1
                 self.statuses[status] = self.statuses.get(status, 0) + 1
@@ -232,11 +265,56 @@ def jaeger(binaries: None, workdir: Path) -> Iterator[stack.Jaeger]:
     process.stop()
 
 
+class _DcgmExporter(http.server.BaseHTTPRequestHandler):
+    """A node's DCGM exporter: dcgm-exporter's exposition, plus a grid-intensity series."""
+
+    def do_GET(self) -> None:
+        body = exposition(carbon_intensity=GRID_INTENSITY).encode()
+        self.send_response(200 if self.path == "/metrics" else 404)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 @pytest.fixture(scope="module")
-def router(jaeger: stack.Jaeger, workdir: Path) -> Iterator[RouterProcess]:
+def dcgm_exporter() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DcgmExporter)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/metrics"
+    server.shutdown()
+    server.server_close()
+
+
+def _with_metric_sources(url: str) -> Callable[[dict[str, Any]], None]:
+    """Give the first 70B decode endpoint its node's DCGM exporter, and the L4 pool its grid
+    carbon intensity from a metric."""
+
+    def edit(document: dict[str, Any]) -> None:
+        pools = {p["name"]: p for p in document["pools"]}
+        pools[DCGM_POOL]["endpoints"][0]["power"] = {
+            "url": url,
+            "labels": {"pod": "llama-70b-decode-0", "namespace": "llm"},
+        }
+        pools[CARBON_POOL]["gpu"]["carbonIntensityFrom"] = {
+            "url": url,
+            "metric": "grid_carbon_intensity_grams_per_kwh",
+            "labels": {"zone": "DE"},
+        }
+
+    return edit
+
+
+@pytest.fixture(scope="module")
+def router(jaeger: stack.Jaeger, workdir: Path, dcgm_exporter: str) -> Iterator[RouterProcess]:
     directory = workdir / "router"
     directory.mkdir()
-    process = RouterProcess(directory, _otel_env(jaeger, ROUTER_SERVICE))
+    process = RouterProcess(
+        directory, _otel_env(jaeger, ROUTER_SERVICE), edit=_with_metric_sources(dcgm_exporter)
+    )
     process.start()
     yield process
     process.stop()
@@ -313,15 +391,18 @@ def load(router: RouterProcess) -> Iterator[Load]:
 
 
 def _panel_queries() -> list[tuple[str, str]]:
-    dashboard = json.loads(DASHBOARD.read_text())
+    """(dashboard: panel title, PromQL with the variables filled in) of every dashboard."""
     found = []
-    for panel in dashboard["panels"]:
-        for target in panel.get("targets", []):
-            expr = target["expr"]
-            for variable, value in VARIABLES.items():
-                expr = expr.replace(variable, value)
-            assert "$" not in expr, f"{panel['title']}: unresolved variable in {expr}"
-            found.append((panel["title"], expr))
+    paths = sorted(DASHBOARDS.glob("*.json"))
+    assert len(paths) == 4, paths
+    for path in paths:
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel.get("targets", []):
+                expr = target["expr"]
+                for variable, value in VARIABLES.items():
+                    expr = expr.replace(variable, value)
+                assert "$" not in expr, f"{panel['title']}: unresolved variable in {expr}"
+                found.append((f"{path.stem}: {panel['title']}", expr))
     return found
 
 
@@ -345,7 +426,7 @@ def test_every_dashboard_panel_query_returns_data(
     prometheus: stack.Prometheus, operator: tuple[OperatorProcess, str], load: Load
 ) -> None:
     queries = _panel_queries()
-    assert len(queries) >= 25
+    assert len(queries) >= 60
     failures: dict[str, str] = {}
 
     def all_answer() -> bool:
@@ -365,7 +446,7 @@ def test_every_dashboard_panel_query_returns_data(
     errored = {t: f for t, f in failures.items() if f.startswith("ERROR")}
     assert not failures, (
         f"{len(failures)} of {len(queries)} panel queries failed "
-        f"({len(errored)} errors; load statuses {load.statuses}):\n"
+        f"({len(errored)} errors; load statuses {load.statuses}, feedback {load.feedback}):\n"
         + "\n".join(f"  {t}: {f}" for t, f in failures.items())
         + f"\noperator log:\n{operator[0].log_tail(15)}"
     )
@@ -386,6 +467,45 @@ def test_exemplars_link_latency_samples_to_stored_traces(
         "an exemplar's trace in Jaeger",
         lambda: any(jaeger.trace(t) for t in sorted(trace_ids)[:10]),
         timeout=60,
+    )
+
+
+def test_power_comes_from_the_dcgm_exporter_and_carbon_from_a_metric(
+    prometheus: stack.Prometheus, load: Load
+) -> None:
+    def exporter_watts() -> list[dict[str, Any]] | None:
+        return (
+            prometheus.query(
+                f'fleetroute_router_endpoint_power_watts{{pool="{DCGM_POOL}", '
+                'source="dcgm_exporter"}'
+            )
+            or None
+        )
+
+    (series,) = wait_for("exporter power in Prometheus", exporter_watts, timeout=60)
+    assert float(series["value"][1]) == POD_WATTS
+    (intensity,) = prometheus.query(
+        f'fleetroute_router_grid_carbon_intensity{{pool="{CARBON_POOL}"}}'
+    )
+    assert (intensity["metric"]["source"], float(intensity["value"][1])) == (
+        "metric",
+        GRID_INTENSITY,
+    )
+    configured = prometheus.query(
+        'fleetroute_router_grid_carbon_intensity{pool="llm/llama-70b-decode"}'
+    )
+    assert [(s["metric"]["source"], float(s["value"][1])) for s in configured] == [
+        ("config", 350.0)
+    ]
+    wait_for(
+        "carbon of served requests per policy and pool",
+        lambda: prometheus.query(
+            'sum by (policy, pool) (fleetroute_router_carbon_grams_total{policy="llm/chat"}) > 0'
+        ),
+        timeout=60,
+    )
+    assert prometheus.query(
+        f'sum(fleetroute_router_energy_joules_total{{pool="{DCGM_POOL}", source="dcgm"}}) > 0'
     )
 
 
@@ -471,7 +591,15 @@ def test_a_pd_request_traces_prefill_and_decode(
     assert _tags(prefill)["fleetroute.endpoint"] == headers["x-fleetroute-prefill-endpoint"]
     (root,) = spans[root_name]
     assert _parent(prefill) == root["spanID"]
-    assert _tags(root)["fleetroute.decision.mode"] == "disaggregated"
+    root_tags = _tags(root)
+    assert root_tags["fleetroute.decision.mode"] == "disaggregated"
+    # measured energy (the simulated servers and the exporter report DCGM power), H100 grid
+    assert root_tags["fleetroute.energy.source"] == "dcgm"
+    assert root_tags["fleetroute.energy.measured"] is True
+    assert root_tags["fleetroute.carbon.intensity_g_per_kwh"] == 350
+    assert root_tags["fleetroute.carbon.grams"] == pytest.approx(
+        root_tags["fleetroute.energy.joules"] / 3.6e6 * 350
+    )
 
 
 def test_the_operator_traces_its_reconciles(
@@ -552,6 +680,9 @@ def test_the_backend_receives_the_routers_traceparent(jaeger: stack.Jaeger, work
     version, sent_trace, parent_span, flags = received.split("-")
     assert (version, sent_trace, flags) == ("00", trace_id, "01")
     assert parent_span != caller_span  # the router's own span sits in between
-    trace = wait_trace(jaeger, trace_id, "fleetroute.upstream.decode")
+    trace = wait_trace(jaeger, trace_id, "fleetroute.upstream.decode", "POST")
     decode = _spans_by_name(trace)["fleetroute.upstream.decode"][0]
-    assert decode["spanID"] == parent_span
+    # the backend's parent is the aiohttp client instrumentation's span under our decode span
+    (call,) = [s for s in trace["spans"] if s["spanID"] == parent_span]
+    assert _parent(call) == decode["spanID"]
+    assert _tags(call)["span.kind"] == "client"

@@ -512,6 +512,16 @@ def test_routing_policy_status_shows_what_the_router_learned(
         assert sum(float(a["share"]) for a in status["arms"]) == pytest.approx(1.0, abs=0.02)
         row = cluster.kubectl("get", "routingpolicy", "chat", "-n", NAMESPACE).stdout
         assert status["topArm"] in row
+
+        def quality_observed() -> dict[str, Any] | None:
+            status = (get(cluster, "routingpolicy", "chat") or {}).get("status", {})
+            found = [c for c in status.get("conditions", []) if c["type"] == "QualityObserved"]
+            return found[0] if found and found[0]["status"] == "True" else None
+
+        # The Reports carried quality: the policy has now seen what its answers are worth.
+        assert wait_for("QualityObserved=True", quality_observed, timeout=60)["reason"] == (
+            "QualityFeedback"
+        )
     finally:
         learning.stop()
         stop_child(router)

@@ -8,6 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import fuzzing  # noqa: F401 (loads the hypothesis profile)
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

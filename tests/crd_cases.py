@@ -50,6 +50,13 @@ INVALID: list[tuple[str, str, str, Mutation, str]] = [
     (
         "ModelPool",
         "llama-8b-l4",
+        "non-root-as-uid-0",
+        lambda o: o["spec"]["deploy"].update(runAsNonRoot=True, runAsUser=0),
+        "runAsUser 0 is root",
+    ),
+    (
+        "ModelPool",
+        "llama-8b-l4",
         "neither-deploy-nor-adopt",
         _delete("spec.deploy"),
         "exactly one of deploy or adopt",
@@ -112,6 +119,21 @@ INVALID: list[tuple[str, str, str, Mutation, str]] = [
     ("GPUPool", "h100", "cost-not-decimal", _set("spec.costPerGpuHour", "$2.50"), "does not match"),
     ("GPUPool", "h100", "bad-product-label", _set("spec.product", "NVIDIA H100"), "does not match"),
     (
+        "GPUPool",
+        "h100",
+        "carbon-source-not-http",
+        _set("spec.carbonIntensityFrom", {"url": "file:///etc/passwd", "metric": "grid"}),
+        "does not match",
+    ),
+    (
+        "GPUPool",
+        "h100",
+        "carbon-source-without-metric",
+        _set("spec.carbonIntensityFrom", {"url": "http://grid:9100/metrics"}),
+        "'metric' is a required",
+    ),
+    ("GPUPool", "h100", "dcgm-port-zero", _set("spec.dcgmExporter", {"port": 0}), "minimum"),
+    (
         "RoutingPolicy",
         "chat",
         "all-weights-zero",
@@ -134,6 +156,20 @@ INVALID: list[tuple[str, str, str, Mutation, str]] = [
         "does not match",
     ),
     ("RoutingPolicy", "chat", "negative-tpot", _set("spec.slo.tpot", "-5ms"), "does not match"),
+    (  # found by fuzzing: past Go's 290 years, CEL could not convert it
+        "RoutingPolicy",
+        "chat",
+        "ttft-overflowing-a-duration",
+        _set("spec.slo.ttft", "10000000000000ms"),
+        "does not match",
+    ),
+    (
+        "RoutingPolicy",
+        "chat",
+        "feedback-window-over-a-day",
+        _set("spec.feedbackWindow", "25h"),
+        "feedbackWindow must be above 0 and at most 24h",
+    ),
     ("RoutingPolicy", "chat", "unknown-algorithm", _set("spec.algorithm.name", "ucb9"), "ucb9"),
     (
         "RoutingPolicy",

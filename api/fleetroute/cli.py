@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "operator": ("fleetroute_operator.command", "run the Kubernetes operator (kopf)"),
     "route": ("fleetroute.client", "ask a running router where a request would go"),
+    "top": ("fleetroute.top", "live view of a router: decisions/s, split, reward, energy"),
     "bench": (
         "fleetroute_router.bench.command",
         "run a benchmark (prints ratios against a baseline)",

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import tarfile
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -47,6 +49,8 @@ class BinarySpec:
     package: str
     ldflags: str = "-s -w"
     cgo: bool = False
+    # A source tarball with every dependency vendored, built offline instead of `go install`.
+    tarball: Path | None = None
 
     @property
     def filename(self) -> str:
@@ -107,14 +111,42 @@ def binary_specs(versions: Versions) -> dict[str, BinarySpec]:
     if versions.llm_d_inference_sim:
         specs.append(
             BinarySpec(
-                "llm-d-inference-sim",
+                LLM_D_SIM,
                 versions.llm_d_inference_sim,
                 "install",
-                "github.com/llm-d/llm-d-inference-sim/cmd/llm-d-inference-sim",
+                f"{LLM_D_SIM_MODULE}/cmd/{LLM_D_SIM}",
                 cgo=True,
+                tarball=vendored_tarball(LLM_D_SIM, versions.llm_d_inference_sim),
             )
         )
     return {spec.name: spec for spec in specs}
+
+
+LLM_D_SIM: Final = "llm-d-inference-sim"
+LLM_D_SIM_MODULE: Final = "github.com/llm-d/llm-d-inference-sim"
+VENDOR_ENV: Final = "FLEETROUTE_VENDOR_DIR"
+# Beside the repository (a CI checkout has ../shared/ next to it), unless $FLEETROUTE_VENDOR_DIR.
+DEFAULT_VENDOR_DIR: Final = settings.E2E_DIR.parent.parent / "shared" / "vendor"
+
+
+def vendor_dir() -> Path:
+    """Where vendored source tarballs are looked for: ``$FLEETROUTE_VENDOR_DIR`` or
+    ``<repository>/../shared/vendor``."""
+    env = os.environ.get(VENDOR_ENV)
+    return Path(env).expanduser() if env else DEFAULT_VENDOR_DIR
+
+
+def vendored_tarball(name: str, version: str) -> Path | None:
+    """``<name>-<v>.tar.gz`` in the vendor directory whose ``<v>`` is the pinned version or a
+    prefix of it (a short commit), if there is one."""
+    directory = vendor_dir()
+    if not directory.is_dir():
+        return None
+    for candidate in sorted(directory.glob(f"{name}-*.tar.gz")):
+        tag = candidate.name[len(name) + 1 : -len(".tar.gz")]
+        if len(tag) >= 7 and version.startswith(tag):
+            return candidate
+    return None
 
 
 GO_ENV: Final = "FLEETROUTE_GO"
@@ -136,6 +168,23 @@ def find_go() -> Path:
         "the Go toolchain (>= 1.26) is needed to build the cluster binaries; none at "
         f"{', '.join(map(str, candidates))}: install it there or set {GO_ENV}"
     )
+
+
+def _safe_members(archive: tarfile.TarFile, tarball: Path) -> list[tarfile.TarInfo]:
+    """The tarball's members, refusing any that would land outside the target directory
+    (absolute or `..` paths, links leaving the tree) or that are not files, dirs or links."""
+    members = archive.getmembers()
+    for member in members:
+        parts = Path(member.name).parts
+        bad = member.name.startswith("/") or ".." in parts
+        if member.issym() or member.islnk():
+            target = Path(member.name).parent / member.linkname
+            bad = bad or member.linkname.startswith("/") or ".." in target.parts
+        elif not (member.isfile() or member.isdir()):
+            bad = True
+        if bad:
+            raise settings.ClusterError(f"{tarball}: refusing member {member.name!r}")
+    return members
 
 
 class Builder:
@@ -252,6 +301,8 @@ class Builder:
                     spec.package,
                 ]
                 self._run(argv, cwd=settings.GO_MODULE_DIR, env=env, log_file=log_file)
+            elif spec.tarball is not None:
+                self._build_vendored(spec, spec.tarball, go, env, Path(tmp), out, log_file)
             else:
                 env["GOBIN"] = tmp
                 argv = [
@@ -264,7 +315,16 @@ class Builder:
                     spec.ldflags,
                     f"{spec.package}@{spec.version}",
                 ]
-                self._run(argv, cwd=Path(tmp), env=env, log_file=log_file)
+                try:
+                    self._run(argv, cwd=Path(tmp), env=env, log_file=log_file)
+                except settings.ClusterError as error:
+                    if spec.name != LLM_D_SIM:
+                        raise
+                    raise settings.ClusterError(
+                        f"{LLM_D_SIM} {spec.version}: no source tarball "
+                        f"{LLM_D_SIM}-<commit>.tar.gz in {vendor_dir()} (set {VENDOR_ENV}) and "
+                        f"`go install` from the module proxy failed:\n{error}"
+                    ) from error
             if not out.is_file():
                 raise settings.ClusterError(
                     f"build of {spec.name} produced no binary; see {log_file}"
@@ -272,6 +332,33 @@ class Builder:
             if spec.name == "kwok":
                 self._write_kwok_stages(go, env, Path(tmp), log_file)
             os.replace(out, target)
+
+    def _build_vendored(
+        self,
+        spec: BinarySpec,
+        tarball: Path,
+        go: str,
+        env: dict[str, str],
+        tmp: Path,
+        out: Path,
+        log_file: Path,
+    ) -> None:
+        """Unpack a vendored source tarball and build its command offline (GOPROXY=off)."""
+        source = tmp / "src"
+        with tarfile.open(tarball) as archive:
+            archive.extractall(source, members=_safe_members(archive, tarball))  # noqa: S202
+        mods = sorted(source.glob("*/go.mod")) or sorted(source.glob("go.mod"))
+        if not mods:
+            raise settings.ClusterError(f"{tarball} holds no Go module (no go.mod at its top)")
+        env.update(GOPROXY="off", GOFLAGS="-mod=vendor", GOTOOLCHAIN="local")
+        module = re.search(r"^module\s+(\S+)", mods[0].read_text(encoding="utf-8"), re.M)
+        if module is None or not spec.package.startswith(module.group(1)):
+            raise settings.ClusterError(f"{mods[0]} is not the module of {spec.package}")
+        package = "./" + spec.package.removeprefix(module.group(1)).strip("/")
+        argv = [go, "build", "-p", "2", "-trimpath", "-ldflags", spec.ldflags, "-o", str(out)]
+        with log_file.open("ab") as log:
+            log.write(f"# from {tarball}\n".encode())
+        self._run([*argv, package], cwd=mods[0].parent, env=env, log_file=log_file)
 
     def _write_kwok_stages(
         self, go: str, env: Mapping[str, str], tmp: Path, log_file: Path

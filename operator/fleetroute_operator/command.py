@@ -37,6 +37,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics", default=None, help="serve Prometheus /metrics on host:port, e.g. 0.0.0.0:8081"
     )
+    parser.add_argument(
+        "--no-gpupool-status",
+        dest="gpupool_status",
+        action="store_false",
+        help="never write GPUPool status (a namespace-scoped operator counts only its namespaces' "
+        "GPU pods: leave GPUPools to a cluster-wide operator)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         status_interval=args.status_interval,
         namespaces=tuple(args.namespaces),
         router_address=args.router_address,
+        gpupool_status=args.gpupool_status,
     )
     main.run(settings, liveness_endpoint=args.liveness, metrics_address=args.metrics)
     return 0

@@ -10,7 +10,7 @@ from typing import Any
 import kopf
 
 from fleetroute.crds import GROUP, VERSION
-from fleetroute_operator import reconcile, router_stats
+from fleetroute_operator import conditions, reconcile, router_stats
 from fleetroute_operator.capacity import NodeFacts, node_facts, pod_requests, pool_capacity
 from fleetroute_operator.kube import ApiError, Kube
 from fleetroute_operator.resync import Refresh, Resync
@@ -104,6 +104,7 @@ def gpupool_status(
     try:
         status = reconcile.gpupool_status(body, _flat(index_nodes), index_gpu_pods)
     except reconcile.InvalidSpec as error:
+        _patch_status(body, patch, reconcile.invalid_spec(body, str(error)))
         raise kopf.PermanentError(str(error)) from error
     _patch_status(body, patch, status)
 
@@ -118,9 +119,14 @@ def modelpool_reconcile(
     index_gpupools: kopf.Index[str, dict[str, Any]],
     index_nodes: kopf.Index[str, NodeFacts],
     index_gpu_pods: kopf.Index[str, dict[str, int]],
+    logger: logging.Logger | kopf.Logger | None = None,
     **_: Any,
 ) -> None:
-    """Apply the pool's workloads (idempotent, server-side apply) and refresh its status."""
+    """Apply the pool's workloads (idempotent, server-side apply) and refresh its status.
+
+    A refused takeover (NameConflict) is also logged as a warning when kopf runs the handler
+    on a change, which kopf posts as an event of the ModelPool; the periodic resync, which
+    passes no logger, does not repeat it."""
     state = _state(memo)
     state.indexed.set()
     gpu_pool = None
@@ -136,11 +142,15 @@ def modelpool_reconcile(
     try:
         status = reconcile.modelpool(state.kube, body, gpu_pool)
     except reconcile.InvalidSpec as error:
+        _patch_status(body, patch, reconcile.invalid_spec(body, str(error)))
         raise kopf.PermanentError(f"invalid ModelPool: {error}") from error
     except ApiError as error:
         if error.retriable:
             raise kopf.TemporaryError(str(error), delay=RETRY_DELAY_S) from error
         status = reconcile.apply_failed(body, str(error))
+    ready = conditions.find(status.get("conditions") or [], conditions.READY)
+    if logger is not None and ready is not None and ready.get("reason") == "NameConflict":
+        logger.warning(ready["message"])
     _patch_status(body, patch, status)
 
 
@@ -158,10 +168,11 @@ def policy_status(
     pools = {key: pool for key in index_modelpools if (pool := _one(index_modelpools, key))}
     stats = _state(memo).router_stats
     meta = body["metadata"]
-    learned = stats.get().get(f"{meta['namespace']}/{meta['name']}", ()) if stats else ()
+    learned = stats.get().get(f"{meta['namespace']}/{meta['name']}") if stats else None
     try:
         status = reconcile.routingpolicy_status(body, pools, learned)
     except reconcile.InvalidSpec as error:
+        _patch_status(body, patch, reconcile.invalid_spec(body, str(error)))
         raise kopf.PermanentError(f"invalid RoutingPolicy: {error}") from error
     _patch_status(body, patch, status)
 
@@ -235,33 +246,59 @@ def resync(
     """The periodic refresh of GPUPool, ModelPool and RoutingPolicy status, and of the router
     config (so a ConfigMap deleted by hand comes back)."""
     observed = telemetry or OperatorTelemetry()
-    return Resync(
-        state.kube,
-        memo,
-        indices,
-        (
-            Refresh("GPUPool", "index_gpupools", observed.reconciler("GPUPool", gpupool_status)),
-            Refresh(
-                "ModelPool",
-                "index_modelpools",
-                observed.reconciler("ModelPool", modelpool_reconcile),
-            ),
-            Refresh(
-                "RoutingPolicy",
-                "index_policies",
-                observed.reconciler("RoutingPolicy", policy_status),
-            ),
+    refreshes: tuple[Refresh, ...] = (
+        Refresh("GPUPool", "index_gpupools", observed.reconciler("GPUPool", gpupool_status)),
+        Refresh(
+            "ModelPool",
+            "index_modelpools",
+            observed.reconciler("ModelPool", modelpool_reconcile),
         ),
-        observed.reconciler("RouterConfig", router_config),
+        Refresh(
+            "RoutingPolicy",
+            "index_policies",
+            observed.reconciler("RoutingPolicy", policy_status),
+        ),
+    )
+    if not state.settings.gpupool_status:
+        # A namespace-scoped operator sees only its namespaces' pods, so its GPU allocation
+        # figures are partial: it leaves GPUPool status (cluster-scoped) to a cluster-wide one.
+        refreshes = tuple(r for r in refreshes if r.kind != "GPUPool")
+    return Resync(
+        state.kube, memo, indices, refreshes, observed.reconciler("RouterConfig", router_config)
     )
 
 
-def _configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-    """Keep kopf's bookkeeping in our own annotations, and post events only for problems."""
+def _configure(settings: kopf.OperatorSettings, memo: kopf.Memo | None = None, **_: Any) -> None:
+    """Keep kopf's bookkeeping in our own annotations, and post events only for problems.
+
+    Namespace-scoped, kopf serves exactly the given namespaces and the CRDs present at start
+    (no scanning), so that it needs no cluster-wide list or watch of namespaces and CRDs.
+    """
+    if memo is not None and _state(memo).settings.namespaces:
+        settings.scanning.disabled = True
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
     settings.posting.level = logging.WARNING
+    # kopf (1.45) posts no log message as an event unless told to: warnings and errors of
+    # the handlers, kopf's own included, become events of their objects.
+    settings.posting.loggers = True
     settings.watching.server_timeout = 270
     settings.execution.max_workers = 8
+    _set_api_timeouts(settings)
+
+
+# kopf's own API calls: kopf waits 5 minutes for a short request and forever for a watch by
+# default, so a hung API server would freeze every watch and the patches of handler results.
+REQUEST_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _set_api_timeouts(settings: kopf.OperatorSettings) -> None:
+    """Bound kopf's requests and watches (the watch's client timeout a little past the server's,
+    which ends a healthy watch first)."""
+    settings.networking.request_timeout = REQUEST_TIMEOUT_S
+    settings.networking.connect_timeout = CONNECT_TIMEOUT_S
+    settings.watching.connect_timeout = CONNECT_TIMEOUT_S
+    settings.watching.client_timeout = (settings.watching.server_timeout or 270) + 30

@@ -45,14 +45,21 @@ def unschedulable(pod: Mapping[str, Any]) -> str | None:
 
 
 def pod_endpoints(pods: Iterable[Mapping[str, Any]], port: int) -> list[dict[str, Any]]:
-    """host:port of every live pod with an IP, sorted, with its readiness."""
+    """host:port of every live pod with an IP, sorted, with its readiness, pod name and node IP
+    (the node's DCGM exporter reports the pod's GPU power)."""
     found = []
     for pod in pods:
-        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+        if meta.get("deletionTimestamp"):
             continue
-        ip = (pod.get("status") or {}).get("podIP")
+        ip = status.get("podIP")
         if ip:
-            found.append({"address": f"{ip}:{port}", "ready": pod_ready(pod)})
+            endpoint = {"address": f"{ip}:{port}", "ready": pod_ready(pod)}
+            if meta.get("name"):
+                endpoint["pod"] = meta["name"]
+            if status.get("hostIP"):
+                endpoint["nodeIP"] = status["hostIP"]
+            found.append(endpoint)
     return sorted(found, key=lambda e: e["address"])
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -20,10 +20,17 @@ __all__ = [
     "apply_failed",
     "parse_spec",
 ]
-from fleetroute_operator import conditions, labels, pool_status, router_config, workloads
+from fleetroute_operator import (
+    conditions,
+    labels,
+    ownership,
+    pool_status,
+    router_config,
+    workloads,
+)
 from fleetroute_operator.capacity import NodeFacts, PoolCapacity, pool_capacity
-from fleetroute_operator.kube import Kube, selector_string
-from fleetroute_operator.router_stats import ArmSummary
+from fleetroute_operator.kube import ApiError, Kube, selector_string
+from fleetroute_operator.router_stats import PolicyLearned
 
 Body = Mapping[str, Any]
 
@@ -44,6 +51,19 @@ def parse_spec(model: type[Spec], body: Body) -> Spec:
             f"spec.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
         )
         raise InvalidSpec(details) from error
+
+
+def invalid_spec(body: Body, message: str) -> dict[str, Any]:
+    """Status of an object whose spec the API server took but the operator cannot use: the
+    previous status with Ready=False, reason InvalidSpec, naming the fields."""
+    generation = body.get("metadata", {}).get("generation")
+    previous = body.get("status") or {}
+    verdict = conditions.condition(conditions.READY, False, "InvalidSpec", message, generation)
+    return {
+        **previous,
+        "observedGeneration": generation,
+        "conditions": conditions.merge(previous.get("conditions") or [], [verdict]),
+    }
 
 
 def gpupool_status(
@@ -104,9 +124,21 @@ def modelpool(kube: Kube, body: Body, gpu_pool: GpuPoolView | None) -> dict[str,
             False, "GPUPoolNotFound", f"GPUPool {spec.deploy.gpu_pool} does not exist"
         )
         return _status(body, verdict, spec.deploy.replicas, 0, [], None)
-    kube.apply(workloads.build_deployment(body, spec, gpu_pool.name, gpu_pool.spec))
-    kube.apply(workloads.build_service(body, spec))
-    deployment = kube.get("apps/v1", "Deployment", meta["name"], meta["namespace"]) or {}
+    manifests = [
+        workloads.build_deployment(body, spec, gpu_pool.name, gpu_pool.spec),
+        workloads.build_service(body, spec),
+    ]
+    existing = [
+        kube.get(m["apiVersion"], m["kind"], meta["name"], meta["namespace"]) for m in manifests
+    ]
+    refused = [c for found in existing if (c := ownership.conflict(found, body))]
+    if refused:
+        verdict = pool_status.Verdict(False, "NameConflict", "; ".join(refused))
+        return _status(body, verdict, spec.deploy.replicas, 0, [], gpu_pool.spec.product)
+    deployment, _ = [
+        _apply_guarded(kube, manifest, found)
+        for manifest, found in zip(manifests, existing, strict=True)
+    ]
     pods = kube.list("v1", "Pod", meta["namespace"], f"{labels.MODELPOOL}={meta['name']}")
     ready = int((deployment.get("status") or {}).get("readyReplicas") or 0)
     verdict = pool_status.deployed_verdict(
@@ -114,6 +146,26 @@ def modelpool(kube: Kube, body: Body, gpu_pool: GpuPoolView | None) -> dict[str,
     )
     endpoints = pool_status.pod_endpoints(pods, spec.deploy.port)
     return _status(body, verdict, spec.deploy.replicas, ready, endpoints, gpu_pool.spec.product)
+
+
+def _apply_guarded(kube: Kube, manifest: dict[str, Any], existing: Body | None) -> dict[str, Any]:
+    """Apply with the uid of the object checked above, when there was one: the API server then
+    refuses the apply (422, metadata.uid is immutable) if that object was replaced in between by
+    another, and the reconcile is retried, so the next check sees the newcomer."""
+    uid = ((existing or {}).get("metadata") or {}).get("uid")
+    if not uid:
+        return kube.apply(manifest)
+    try:
+        return kube.apply({**manifest, "metadata": {**manifest["metadata"], "uid": uid}})
+    except ApiError as error:
+        if error.status == 422 and "metadata.uid" in str(error):
+            raise ApiError(
+                f"{manifest['kind']} {manifest['metadata']['name']} was replaced since it was "
+                f"checked: {error}",
+                status=409,
+                retriable=True,
+            ) from error
+        raise
 
 
 def apply_failed(body: Body, message: str) -> dict[str, Any]:
@@ -173,9 +225,10 @@ def _status(
 def routingpolicy_status(
     body: Body,
     model_pools: Mapping[tuple[str, str], Body],
-    learned: Sequence[ArmSummary] = (),
+    learned: PolicyLearned | None = None,
 ) -> dict[str, Any]:
-    """RoutingPolicy status: candidates that exist and are Ready, and what the router learned."""
+    """RoutingPolicy status: candidates that exist and are Ready, what the router learned, and
+    whether it has seen what answers are worth (QualityObserved, when quality is weighed)."""
     spec = parse_spec(RoutingPolicySpec, body)
     namespace = body["metadata"]["namespace"]
     missing, prefill, ready = [], [], 0
@@ -232,16 +285,54 @@ def routingpolicy_status(
             "share": f"{arm.share:.2f}",
             "meanReward": "-" if arm.mean_reward is None else f"{arm.mean_reward:.3f}",
         }
-        for arm in learned
+        for arm in (learned.arms if learned is not None else ())
     ]
     learned_status = {"arms": arms, "topArm": arms[0]["modelPool"]} if arms else {}
+    kept = [c for c in previous.get("conditions") or [] if c.get("type") != QUALITY_OBSERVED]
+    updates = [verdict]
+    if spec.objective.quality > 0:
+        updates.append(_quality_observed(spec.objective.quality, learned, generation))
     return {
         **{k: v for k, v in previous.items() if k in ("arms", "topArm")},
         **learned_status,
         "observedGeneration": generation,
         "readyCandidates": ready,
-        "conditions": conditions.merge(previous.get("conditions") or [], [verdict]),
+        "conditions": conditions.merge(
+            (previous.get("conditions") or []) if spec.objective.quality > 0 else kept, updates
+        ),
     }
+
+
+QUALITY_OBSERVED = "QualityObserved"
+
+
+def _quality_observed(
+    weight: float, learned: PolicyLearned | None, generation: int | None
+) -> dict[str, Any]:
+    if learned is None:
+        return conditions.condition(
+            QUALITY_OBSERVED,
+            False,
+            "RouterStatsUnavailable",
+            "the router's learning statistics are not available (is --router-address set?)",
+            generation,
+        ) | {"status": "Unknown"}
+    if learned.quality_observations <= 0:
+        return conditions.condition(
+            QUALITY_OBSERVED,
+            False,
+            "NoQualityFeedback",
+            f"quality weighs {weight:g} but the router has neither quality feedback nor a "
+            "prior: POST /v1/feedback (or SubmitFeedback), or load one with --learning-prior",
+            generation,
+        )
+    return conditions.condition(
+        QUALITY_OBSERVED,
+        True,
+        "QualityFeedback",
+        f"{learned.quality_observations:.0f} quality scores learned (feedback and prior)",
+        generation,
+    )
 
 
 class RouterConfigWriter:

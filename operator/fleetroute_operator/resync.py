@@ -93,9 +93,11 @@ class Resync:
                 namespace=meta.get("namespace"),
                 **indices,
             )
-        except (kopf.PermanentError, kopf.TemporaryError) as error:
+        except kopf.TemporaryError as error:
             log.warning("%s %s: %s", refresh.kind, meta.get("name"), error)
             return 0
+        except kopf.PermanentError as error:  # its status says why (InvalidSpec): written below
+            log.warning("%s %s: %s", refresh.kind, meta.get("name"), error)
         except Exception:  # one object's failure must not stop the others
             log.exception("refreshing %s %s failed", refresh.kind, meta.get("name"))
             return 0

@@ -13,11 +13,13 @@ from pydantic import ValidationError
 from fleetroute import routerconfig
 from fleetroute.crds import GPUPoolSpec, ModelPoolSpec, RoutingPolicySpec
 from fleetroute.crds.common import parse_duration
+from fleetroute.crds.gpupool import DcgmExporter
 from fleetroute.v1alpha1 import config_pb2
 from fleetroute_operator import labels
 
 log = logging.getLogger(__name__)
 CONFIG_KEY = "config.json"
+DCGM_POWER = "DCGM_FI_DEV_POWER_USAGE"
 
 _ROLES = {
     "unified": config_pb2.ROLE_UNIFIED,
@@ -44,13 +46,19 @@ def _duration(text: str | None) -> duration_pb2.Duration | None:
 
 def gpu_figures(spec: GPUPoolSpec) -> config_pb2.GpuFigures:
     """Power and price figures of a GPUPool as the router needs them."""
-    return config_pb2.GpuFigures(
+    figures = config_pb2.GpuFigures(
         product=spec.product,
         idle_watts=spec.power.idle_watts,
         max_watts=spec.power.max_watts,
         cost_per_gpu_hour=float(Decimal(spec.cost_per_gpu_hour or "0")),
         carbon_intensity=spec.carbon_intensity or 0,
     )
+    if spec.carbon_intensity_from is not None:
+        source = spec.carbon_intensity_from
+        figures.carbon_intensity_from.CopyFrom(
+            config_pb2.MetricSource(url=source.url, metric=source.metric, labels=source.labels)
+        )
+    return figures
 
 
 def render_pool(body: Body, gpu_pools: Mapping[str, GPUPoolSpec]) -> config_pb2.Pool:
@@ -79,9 +87,27 @@ def render_pool(body: Body, gpu_pools: Mapping[str, GPUPoolSpec]) -> config_pb2.
         if spec.adopt
         else 1
     )
+    exporter = gpu_pool.dcgm_exporter if gpu_pool is not None else None
     for endpoint in (body.get("status") or {}).get("endpoints") or []:
-        pool.endpoints.add(address=endpoint["address"], ready=bool(endpoint.get("ready")))
+        rendered = pool.endpoints.add(
+            address=endpoint["address"], ready=bool(endpoint.get("ready"))
+        )
+        if exporter is not None and endpoint.get("nodeIP") and endpoint.get("pod"):
+            rendered.power.CopyFrom(dcgm_source(exporter, endpoint, meta["namespace"]))
     return pool
+
+
+def dcgm_source(
+    exporter: DcgmExporter, endpoint: Mapping[str, Any], namespace: str
+) -> config_pb2.MetricSource:
+    """The node's DCGM exporter, read for the GPUs its Kubernetes attribution gives the pod."""
+    host = endpoint["nodeIP"]
+    host = f"[{host}]" if ":" in host else host
+    return config_pb2.MetricSource(
+        url=f"http://{host}:{exporter.port}{exporter.path}",
+        metric=DCGM_POWER,
+        labels={"pod": endpoint["pod"], "namespace": namespace},
+    )
 
 
 def render_policy(body: Body) -> config_pb2.Policy:

@@ -24,21 +24,33 @@ class ArmSummary:
     mean_reward: float | None
 
 
-Stats = Mapping[str, tuple[ArmSummary, ...]]
+@dataclass(frozen=True)
+class PolicyLearned:
+    """What the router learned of one policy: its arms, most chosen first, and how many
+    quality scores (feedback or prior) it has."""
+
+    arms: tuple[ArmSummary, ...]
+    quality_observations: float = 0.0
+
+
+Stats = Mapping[str, PolicyLearned]
 Fetch = Callable[[], Stats]
 
 
-def summarise(reply: router_pb2.RouterStats) -> dict[str, tuple[ArmSummary, ...]]:
-    """Arms per policy name, most chosen first."""
+def summarise(reply: router_pb2.RouterStats) -> dict[str, PolicyLearned]:
+    """What was learned per policy name."""
     return {
-        policy.policy: tuple(
-            sorted(
-                (
-                    ArmSummary(a.pool, a.share, a.mean_reward if a.rewards else None)
-                    for a in policy.arms
-                ),
-                key=lambda a: (-a.share, a.pool),
-            )
+        policy.policy: PolicyLearned(
+            tuple(
+                sorted(
+                    (
+                        ArmSummary(a.pool, a.share, a.mean_reward if a.rewards else None)
+                        for a in policy.arms
+                    ),
+                    key=lambda a: (-a.share, a.pool),
+                )
+            ),
+            policy.quality_observations,
         )
         for policy in reply.policies
     }

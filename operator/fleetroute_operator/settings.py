@@ -15,3 +15,6 @@ class Settings:
     namespaces: tuple[str, ...] = ()
     # host:port of the router's gRPC API, to show what it learned in RoutingPolicy status.
     router_address: str | None = None
+    # Write GPUPool status. A namespace-scoped operator sees only its namespaces' pods, so its GPU
+    # allocation is partial: the chart turns this off for it and leaves GPUPools to another one.
+    gpupool_status: bool = True

@@ -55,6 +55,18 @@ def node_affinity(selector: Mapping[str, str]) -> Manifest:
     }
 
 
+def pod_security_context(deploy: Deploy) -> Manifest:
+    """The servers' pod securityContext: the runtime's default seccomp profile, and non-root as
+    the ModelPool asks (see Deploy.run_as_non_root for why it is off by default)."""
+    context: Manifest = {
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "runAsNonRoot": deploy.run_as_non_root,
+    }
+    if deploy.run_as_user is not None:
+        context["runAsUser"] = deploy.run_as_user
+    return context
+
+
 def build_deployment(
     owner: Mapping[str, Any], spec: ModelPoolSpec, gpu_pool_name: str, gpu_pool: GPUPoolSpec
 ) -> Manifest:
@@ -83,12 +95,15 @@ def build_deployment(
         "livenessProbe": {"httpGet": probe_port, "periodSeconds": 10, "failureThreshold": 6},
         # Loading weights takes minutes: the startup probe holds liveness off for up to 30 min.
         "startupProbe": {"httpGet": probe_port, "periodSeconds": 10, "failureThreshold": 180},
-        "securityContext": {"allowPrivilegeEscalation": False},
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
     if command:
         container["command"] = command
     pod_spec: Manifest = {
         "containers": [container],
+        # A model server never calls the Kubernetes API: it gets no token to leak.
+        "automountServiceAccountToken": False,
+        "securityContext": pod_security_context(deploy),
         "affinity": node_affinity(gpu_pool.selector()),
         "tolerations": [
             t.model_dump(by_alias=True, exclude_none=True) for t in gpu_pool.tolerations

@@ -201,7 +201,7 @@ async def serve(args: argparse.Namespace) -> None:
             await proxy.start()
             stack.push_async_callback(proxy.stop)
             base = f"http://{proxy.address}/v1"
-            model = next(iter(dataplane.core.fleet.policies), "MODEL")
+            model = next(iter(dataplane.fleet.policies), "MODEL")
             lines += [
                 f"  OpenAI-compatible API: {base}  (models: {', '.join(source.fleet.models())})",
                 "  point an OpenAI client at it, e.g.:",

@@ -163,13 +163,26 @@ class RoutingCore:
             arms = list(self.guard.admissible(arms, policy.slo))
         with span("fleetroute.decide"):
             choice = selector.choose(features.vector, arms, weights)
+        # The chosen pool first; if none of its endpoints is healthy (breakers open), the next
+        # best arm's, so one broken pool does not fail requests another could serve.
         pool = fleet.pools[choice.arm]
         with span("fleetroute.pick_endpoint"):
             pick = self.endpoints.choose(
                 pool, request, slo_ttft_s=_ttft_slo(policy), include_unready=fail_open
             )
+            if pick is None:  # rare: ranked only then, off the common path
+                ranked = sorted(arms, key=lambda a: -choice.scores.get(a.pool, float("-inf")))
+                for arm in ranked:
+                    if arm.pool == choice.arm:
+                        continue
+                    pool = fleet.pools[arm.pool]
+                    pick = self.endpoints.choose(
+                        pool, request, slo_ttft_s=_ttft_slo(policy), include_unready=fail_open
+                    )
+                    if pick is not None:
+                        break
         if pick is None:
-            raise errors.NoCapacity(f"pool {pool.name} has no healthy ready endpoint")
+            raise errors.NoCapacity(f"no healthy ready endpoint serves {request.model!r}")
         endpoint = pick.address
         prefill_pool, prefill_endpoint = self._prefill(fleet, pool, policy, features, request, pick)
         decision = Decision(
@@ -342,10 +355,11 @@ class RoutingCore:
         self.arm_stats.restore(learning.counts, set(restored))
         for name in restored:
             state = self._policies.get(name)
-            if state is not None:
-                state.quality_seen = self.arm_stats.quality_observations(name)
-                prior = _prior_quality(learning.policies[name])
-                state.quality_seen = max(state.quality_seen, prior)
+            if state is not None:  # feedback counted in status, or a prior's observations
+                state.quality_seen = max(
+                    self.arm_stats.quality_observations(name),
+                    _prior_quality(learning.policies[name]),
+                )
 
 
 def _prior_quality(state: learning_pb2.LearnerState) -> float:

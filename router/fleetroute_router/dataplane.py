@@ -21,6 +21,7 @@ their flights held here for a short time-to-live.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -44,6 +45,7 @@ from fleetroute_router.features import RequestInfo
 from fleetroute_router.feedback import Awaiting, FeedbackStore, Grade, Result
 from fleetroute_router.fleet import Fleet
 from fleetroute_router.load import LoadTracker
+from fleetroute_router.metric_sources import MetricSources
 from fleetroute_router.objectives import OBJECTIVES, QUALITY
 from fleetroute_router.openai_api import Usage
 from fleetroute_router.reward import Scores
@@ -128,11 +130,16 @@ class DataPlane:
 
         self.core = RoutingCore(fleet, endpoints=chooser)
         self.feedback_store = FeedbackStore(capacity=feedback_capacity)
+        # DCGM exporters of the endpoints' nodes, and pools' grid carbon intensity metrics.
+        self.sources = MetricSources()
         self.telemetry = RouterTelemetry(RouterMetrics(CollectorRegistry()), tracing.active())
         self.telemetry.watch(
             is_open=self.breakers.is_open,
             in_flight=self.core.load.pool_in_flight,
             awaiting=lambda: len(self.feedback_store),
+            endpoint_metrics=self.scraper.get if self.scraper is not None else None,
+            exporter_watts=self.sources.watts,
+            carbon_intensity=self.sources.carbon_intensity,
         )
         self.telemetry.set_fleet(fleet)
         self._remote: Expiring[Flight] = Expiring(ttl_s=remote_ttl_s, on_drop=self._remote_drop)
@@ -164,14 +171,18 @@ class DataPlane:
             self.scraper.set_endpoints(
                 e.address for pool in fleet.config.pools for e in pool.endpoints
             )
+        self.sources.set_fleet(fleet)
 
     async def close(self) -> None:
+        await self.sources.close()
         if self.scraper is not None:
             await self.scraper.close()
 
     def _power(self, address: str) -> energy.PowerSample:
         metrics = self.scraper.get(address) if self.scraper is not None else None
-        return energy.sample(metrics, self.core.load.in_flight(address))
+        found = energy.sample(metrics, self.core.load.in_flight(address))
+        watts = self.sources.watts(address)  # the node's DCGM exporter, when configured
+        return found if watts is None else dataclasses.replace(found, measured_watts=watts)
 
     # Decide
 

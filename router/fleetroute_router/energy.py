@@ -53,3 +53,11 @@ def request_joules(
     if measured:
         return sum(measured) / len(measured) * duration_s * share, "dcgm"
     return modelled_watts(pool, running) * duration_s * share, "model"
+
+
+JOULES_PER_KWH = 3.6e6
+
+
+def carbon_grams(joules: float, intensity_g_per_kwh: float) -> float:
+    """gCO2e of `joules` drawn from a grid emitting `intensity_g_per_kwh` gCO2e per kWh."""
+    return joules / JOULES_PER_KWH * intensity_g_per_kwh

@@ -13,7 +13,6 @@ from fleetroute_router import errors, objectives, reward
 from fleetroute_router.dataplane import DataPlane
 from fleetroute_router.decisions import Decision
 from fleetroute_router.features import RequestInfo, chat_prompt
-from fleetroute_router.telemetry.tracing import grpc_span
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -98,16 +97,11 @@ class RouterService(router_pb2_grpc.RouterServicer):
     async def Route(
         self, request: router_pb2.RouteRequest, context: Context
     ) -> router_pb2.RouteDecision:
-        with grpc_span("Route", context.invocation_metadata()):
-            override = (
-                objectives.checked(request.objective)
-                if objectives.is_set(request.objective)
-                else None
-            )
-            decision = self._dataplane.route_remote(
-                request_info(request), request.request_id, override
-            )
-            return decision_message(decision)
+        override = (
+            objectives.checked(request.objective) if objectives.is_set(request.objective) else None
+        )
+        decision = self._dataplane.route_remote(request_info(request), request.request_id, override)
+        return decision_message(decision)
 
     async def Report(self, request: router_pb2.Feedback, context: Context) -> router_pb2.ReportAck:
         measured = outcome(request)

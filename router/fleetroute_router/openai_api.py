@@ -14,6 +14,28 @@ COMPLETIONS_PATH = "/v1/completions"
 MODELS_PATH = "/v1/models"
 
 
+# Deeper than any real request; deep enough nesting would exhaust the parser's recursion.
+MAX_BODY_DEPTH = 64
+
+
+def load_body(raw: bytes) -> Any:
+    """A request body decoded from JSON; ValueError when it is not JSON (bad UTF-8 included) or
+    nests deeper than MAX_BODY_DEPTH arrays and objects."""
+    try:
+        document = json.loads(raw)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {MAX_BODY_DEPTH} levels") from None
+    pending: list[tuple[Any, int]] = [(document, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_BODY_DEPTH:
+                raise ValueError(f"nested deeper than {MAX_BODY_DEPTH} levels")
+            children = value.values() if isinstance(value, dict) else value
+            pending.extend((child, depth + 1) for child in children)
+    return document
+
+
 def prompt_text(body: Mapping[str, Any]) -> str:
     """The prompt of a completions or chat completions body (chat: 'role: content' lines)."""
     messages = body.get("messages")
@@ -62,21 +84,36 @@ def usage_of(document: Mapping[str, Any]) -> Usage | None:
     )
 
 
+MAX_SSE_LINE = 1 << 20
+
+
 class StreamUsage:
     """Follows an SSE response chunk by chunk: counts events and keeps the last usage seen.
 
-    Cheap on the hot path: a chunk is parsed only when it mentions usage.
+    Cheap on the hot path: a chunk is parsed only when it mentions usage. A line longer than
+    MAX_SSE_LINE is not kept (nor re-joined on every chunk): it is dropped, and counted in
+    `oversized`.
     """
 
     def __init__(self) -> None:
         self.events = 0
         self.usage: Usage | None = None
+        self.oversized = 0
         self._tail = b""
+        self._skipping = False
 
     def feed(self, chunk: bytes) -> None:
-        data = self._tail + chunk
+        if self._skipping:  # inside an oversized line: wait for its end
+            end = chunk.find(b"\n")
+            if end < 0:
+                return
+            self._skipping, chunk = False, chunk[end + 1 :]
+        data = self._tail + chunk if self._tail else chunk
         lines = data.split(b"\n")
         self._tail = lines.pop()
+        if len(self._tail) > MAX_SSE_LINE:
+            self._tail, self._skipping = b"", True
+            self.oversized += 1
         for line in lines:
             if not line.startswith(b"data:"):
                 continue

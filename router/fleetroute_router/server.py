@@ -12,6 +12,7 @@ from fleetroute.v1alpha1 import router_pb2, router_pb2_grpc
 from fleetroute_router.dataplane import DataPlane
 from fleetroute_router.grpc_api import RouterService
 from fleetroute_router.grpc_errors import DomainErrors
+from fleetroute_router.telemetry import instrumentation, tracing
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name
@@ -21,6 +22,8 @@ OPTIONS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.so_reuseport", 0),
 ]
+# Calls handled at once; beyond it gRPC answers RESOURCE_EXHAUSTED instead of queueing unbounded.
+MAX_CONCURRENT_RPCS = 4096
 
 
 class RouterServer:
@@ -29,7 +32,12 @@ class RouterServer:
     def __init__(self, dataplane: DataPlane, address: str) -> None:
         self.address = address
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
-        self._server = grpc.aio.server(interceptors=[DomainErrors()], options=OPTIONS)
+        traced = instrumentation.grpc_server_interceptors(tracing.active())
+        self._server = grpc.aio.server(
+            interceptors=[*traced, DomainErrors()],
+            options=OPTIONS,
+            maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
+        )
         router_pb2_grpc.add_RouterServicer_to_server(RouterService(dataplane), self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(

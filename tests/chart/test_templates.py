@@ -51,6 +51,7 @@ ALL_OPTIONS: dict[str, Any] = {
         "healthPort": 9090,
         "metricsPort": 9091,
         "routerAddress": "router.elsewhere:50051",
+        "watchNamespaces": ["team-a", "team-b"],
         "serviceAccount": {"name": "op", "annotations": {"a": "b"}},
         "resources": {"requests": {"cpu": 1}},
         "podAnnotations": {"note": "kept"},
@@ -83,6 +84,11 @@ ALL_OPTIONS: dict[str, Any] = {
             }
         ],
         "priorityClassName": "high",
+    },
+    "networkPolicy": {
+        "routerClients": [{"namespaceSelector": {"matchLabels": {"team": "ml"}}}],
+        "prometheus": [{"ipBlock": {"cidr": "10.2.0.0/16"}}],
+        "modelServerNamespaces": ["llm"],
     },
     "metrics": {"serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"r": "p"}}},
 }
@@ -134,6 +140,9 @@ def test_defaults_render_the_expected_objects(defaults: Rendered) -> None:
         "CustomResourceDefinition",
         "Deployment",
         "Deployment",
+        "NetworkPolicy",
+        "NetworkPolicy",
+        "NetworkPolicy",
         "Role",
         "RoleBinding",
         "Service",
@@ -178,10 +187,10 @@ def test_chart_crd_templates_are_fresh() -> None:
     assert generate_chart.stale_files() == []
 
 
-def rbac_rules(rendered: Rendered, kind: str) -> set[tuple[str, tuple[str, ...], str]]:
+def rules_of(role: dict[str, Any]) -> set[tuple[str, tuple[str, ...], str]]:
     """(resource as can-i prints it, resource names, verb) of a rendered Role or ClusterRole."""
     rules = set()
-    for rule in rendered.one(kind)["rules"]:
+    for rule in role["rules"]:
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
                 base, _, sub = resource.partition("/")
@@ -192,28 +201,73 @@ def rbac_rules(rendered: Rendered, kind: str) -> set[tuple[str, tuple[str, ...],
     return rules
 
 
-def expected(scope: str) -> set[tuple[str, tuple[str, ...], str]]:
+def rbac_rules(rendered: Rendered, kind: str) -> set[tuple[str, tuple[str, ...], str]]:
+    return rules_of(rendered.one(kind))
+
+
+def expected(mode: str, scope: str) -> set[tuple[str, tuple[str, ...], str]]:
     return {
         (r["resource"], tuple(sorted(r.get("resourceNames", []))), verb)
-        for r in EXPECTED_RBAC[scope]
+        for r in EXPECTED_RBAC[mode][scope]
         for verb in r["verbs"]
     }
 
 
-def test_rbac_is_the_written_expectation_without_wildcards_or_secrets(defaults: Rendered) -> None:
-    assert rbac_rules(defaults, "ClusterRole") == expected("cluster")
-    assert rbac_rules(defaults, "Role") == expected("releaseNamespace")
-    for kind in ("ClusterRole", "Role"):
-        for rule in defaults.one(kind)["rules"]:
+def _no_wildcards_or_secrets(roles: list[dict[str, Any]]) -> None:
+    for role in roles:
+        for rule in role["rules"]:
             for field in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule[field]
             assert "secrets" not in rule["resources"]
+
+
+def test_rbac_is_the_written_expectation_without_wildcards_or_secrets(defaults: Rendered) -> None:
+    assert rbac_rules(defaults, "ClusterRole") == expected("cluster", "clusterRole")
+    assert rbac_rules(defaults, "Role") == expected("cluster", "releaseNamespace")
+    _no_wildcards_or_secrets([defaults.one("ClusterRole"), defaults.one("Role")])
     assert pod_spec(defaults, ROUTER)["automountServiceAccountToken"] is False
     binding = defaults.one("ClusterRoleBinding")
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": OPERATOR, "namespace": NAMESPACE}
     ]
     assert pod_spec(defaults, OPERATOR)["serviceAccountName"] == OPERATOR
+    assert not [a for a in args(defaults, OPERATOR, "operator") if a.startswith("--namespace")]
+    assert "--no-gpupool-status" not in args(defaults, OPERATOR, "operator")
+
+
+WATCHED = ["team-a", "team-b"]
+
+
+def test_namespace_scoped_rbac_is_the_written_expectation(helm: Helm) -> None:
+    rendered = helm.template({"operator": {"watchNamespaces": WATCHED}})
+    assert rbac_rules(rendered, "ClusterRole") == expected("namespaced", "clusterRole")
+    roles = {(r["metadata"]["namespace"], r["metadata"]["name"]): r for r in rendered.of("Role")}
+    assert sorted(roles) == [
+        (NAMESPACE, OPERATOR),
+        ("team-a", f"{OPERATOR}-watch"),
+        ("team-b", f"{OPERATOR}-watch"),
+    ]
+    assert rules_of(roles[NAMESPACE, OPERATOR]) == expected("namespaced", "releaseNamespace")
+    for namespace in WATCHED:
+        assert rules_of(roles[namespace, f"{OPERATOR}-watch"]) == expected(
+            "namespaced", "watchedNamespace"
+        )
+    _no_wildcards_or_secrets([rendered.one("ClusterRole"), *roles.values()])
+    bindings = {
+        (b["metadata"]["namespace"], b["metadata"]["name"]): b for b in rendered.of("RoleBinding")
+    }
+    assert sorted(bindings) == sorted(roles)
+    for key, binding in bindings.items():
+        assert binding["roleRef"]["name"] == key[1]
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": OPERATOR, "namespace": NAMESPACE}
+        ]
+    operator_args = args(rendered, OPERATOR, "operator")
+    assert [a for a in operator_args if a.startswith("--namespace")] == [
+        "--namespace=team-a",
+        "--namespace=team-b",
+    ]
+    assert "--no-gpupool-status" in operator_args
 
 
 @pytest.mark.parametrize(
@@ -531,6 +585,55 @@ def _check_dashboards_metadata(r: Rendered) -> None:
         )
 
 
+DATASOURCES = "fleetroute-datasources"
+DATASOURCE_VALUES: dict[str, Any] = {
+    "grafana": {
+        "datasources": {
+            "enabled": True,
+            "labels": {"grafana_datasource": "yes"},
+            "annotations": {"grafana_folder": "fleetroute"},
+            "prometheus": {
+                "name": "Fleet metrics",
+                "uid": "fleet-prom",
+                "url": "http://prom.example:9090",
+                "exemplarTraceIdLabel": "traceID",
+            },
+            "jaeger": {"name": "Fleet traces", "uid": "fleet-traces", "url": "http://j:16686"},
+        }
+    }
+}
+
+
+def _check_datasources(r: Rendered) -> None:
+    configmap = r.one("ConfigMap", DATASOURCES)
+    assert configmap["metadata"]["labels"]["grafana_datasource"] == "yes"
+    assert configmap["metadata"]["annotations"] == {"grafana_folder": "fleetroute"}
+    provisioning = yaml.safe_load(configmap["data"]["fleetroute-datasources.yaml"])
+    assert provisioning["apiVersion"] == 1
+    sources = {d["type"]: d for d in provisioning["datasources"]}
+    assert sources["jaeger"] == {
+        "name": "Fleet traces",
+        "type": "jaeger",
+        "uid": "fleet-traces",
+        "access": "proxy",
+        "url": "http://j:16686",
+    }
+    prometheus = sources["prometheus"]
+    assert (prometheus["name"], prometheus["uid"], prometheus["url"]) == (
+        "Fleet metrics",
+        "fleet-prom",
+        "http://prom.example:9090",
+    )
+    # an exemplar's traceID label opens that trace in the Jaeger data source
+    assert prometheus["jsonData"]["exemplarTraceIdDestinations"] == [
+        {"name": "traceID", "datasourceUid": "fleet-traces"}
+    ]
+
+
+def _check_no_datasources(r: Rendered) -> None:
+    assert DATASOURCES not in [c["metadata"]["name"] for c in r.of("ConfigMap")]
+
+
 VALUE_CASES: list[tuple[str, dict[str, Any], Check]] = [
     ("global.commonLabels", {"global": {"commonLabels": {"team": "ml"}}}, _check_labels),
     ("crds.enabled", {"crds": {"enabled": False}}, _check_no_crds),
@@ -583,6 +686,11 @@ VALUE_CASES: list[tuple[str, dict[str, Any], Check]] = [
         "operator.metricsPort",
         {"operator": {"metricsPort": 8081}, "metrics": {"serviceMonitor": {"enabled": True}}},
         _check_operator_metrics,
+    ),
+    (
+        "operator.watchNamespaces",
+        {"operator": {"watchNamespaces": ["team-a"]}},
+        _check_arg(OPERATOR, "operator", "--namespace=team-a"),
     ),
     (
         "operator.routerAddress",
@@ -770,7 +878,60 @@ MONITORED: dict[str, Any] = {
         "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prometheus"}}
     },
 }
+
+
+def _check_feedback_token(r: Rendered) -> None:
+    pod = pod_spec(r, ROUTER)
+    assert "--feedback-token-file=/var/run/fleetroute/feedback/token" in args(r, ROUTER, "router")
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "feedback-token"]
+    assert volume["secret"] == {
+        "secretName": "graders",
+        "items": [{"key": "token", "path": "token"}],
+    }
+    mounts = {m["name"]: m for m in container(r, ROUTER, "router")["volumeMounts"]}
+    assert mounts["feedback-token"]["mountPath"] == "/var/run/fleetroute/feedback"
+
+
+def _check_learning_prior(r: Rendered) -> None:
+    pod = pod_spec(r, ROUTER)
+    assert "--learning-prior=/etc/fleetroute/prior/learning.pb" in args(r, ROUTER, "router")
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "learning-prior"]
+    assert volume["configMap"]["name"] == "priors"
+    mounts = {m["name"]: m for m in container(r, ROUTER, "router")["volumeMounts"]}
+    assert mounts["learning-prior"]["readOnly"] is True
+
+
+def _check_no_network_policy(r: Rendered) -> None:
+    assert r.of("NetworkPolicy") == []
+
+
+def _check_router_clients(r: Rendered) -> None:
+    (rule, *_) = r.one("NetworkPolicy", ROUTER)["spec"]["ingress"]
+    assert rule["from"] == [{"ipBlock": {"cidr": "10.1.0.0/16"}}]
+
+
+def _check_prometheus_peers(r: Rendered) -> None:
+    *_, rule = r.one("NetworkPolicy", ROUTER)["spec"]["ingress"]
+    assert rule["from"] == [{"ipBlock": {"cidr": "10.2.0.0/16"}}]
+    served = r.one("NetworkPolicy", "fleetroute-model-servers")
+    assert served["spec"]["ingress"][0]["from"][1:] == [{"ipBlock": {"cidr": "10.2.0.0/16"}}]
+
+
+def _check_model_server_namespaces(r: Rendered) -> None:
+    assert [
+        p["metadata"]["namespace"]
+        for p in r.of("NetworkPolicy")
+        if p["metadata"]["name"] == "fleetroute-model-servers"
+    ] == ["llm", "batch"]
+
+
 VALUE_CASES += [
+    (
+        "router.feedback.tokenSecret",
+        {"router": {"feedback": {"tokenSecret": "graders"}}},
+        _check_feedback_token,
+    ),
+    ("router.learningPrior", {"router": {"learningPrior": "priors"}}, _check_learning_prior),
     (
         "gateway.securityContext",
         {
@@ -778,6 +939,22 @@ VALUE_CASES += [
             "gateway": {**GATEWAY_VALUES["gateway"], "securityContext": GATEWAY_SECURITY},
         },
         _check_gateway_security,
+    ),
+    ("networkPolicy.enabled", {"networkPolicy": {"enabled": False}}, _check_no_network_policy),
+    (
+        "networkPolicy.routerClients",
+        {"networkPolicy": {"routerClients": [{"ipBlock": {"cidr": "10.1.0.0/16"}}]}},
+        _check_router_clients,
+    ),
+    (
+        "networkPolicy.prometheus",
+        {"networkPolicy": {"prometheus": [{"ipBlock": {"cidr": "10.2.0.0/16"}}]}},
+        _check_prometheus_peers,
+    ),
+    (
+        "networkPolicy.modelServerNamespaces",
+        {"networkPolicy": {"modelServerNamespaces": ["llm", "batch"]}},
+        _check_model_server_namespaces,
     ),
     ("metrics.serviceMonitor.enabled", MONITORED, _check_service_monitor),
     ("metrics.serviceMonitor.interval", MONITORED, _check_service_monitor),
@@ -789,6 +966,22 @@ VALUE_CASES += [
     ),
     ("grafana.dashboards.labels", DASHBOARD_VALUES, _check_dashboards_metadata),
     ("grafana.dashboards.annotations", DASHBOARD_VALUES, _check_dashboards_metadata),
+    ("grafana.datasources.enabled", {}, _check_no_datasources),
+    *(
+        (f"grafana.datasources.{key}", DATASOURCE_VALUES, _check_datasources)
+        for key in (
+            "enabled",
+            "labels",
+            "annotations",
+            "prometheus.name",
+            "prometheus.uid",
+            "prometheus.url",
+            "prometheus.exemplarTraceIdLabel",
+            "jaeger.name",
+            "jaeger.uid",
+            "jaeger.url",
+        )
+    ),
 ]
 
 

@@ -96,6 +96,7 @@ def pod(
     node_name: str | None = None,
     gpus: int = 0,
     ip: str | None = None,
+    host_ip: str | None = None,
     ready: bool = False,
     phase: str = "Running",
     unschedulable: str | None = None,
@@ -104,6 +105,8 @@ def pod(
     status: Manifest = {"phase": phase, "conditions": []}
     if ip:
         status["podIP"] = ip
+    if host_ip:
+        status["hostIP"] = host_ip
     if ready:
         status["conditions"].append({"type": "Ready", "status": "True"})
     if unschedulable:

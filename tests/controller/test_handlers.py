@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import kopf
@@ -109,15 +110,20 @@ def test_modelpool_handler_applies_and_patches(example_objects: list[dict[str, A
 def test_invalid_modelpool_is_a_permanent_error(example_objects: list[dict[str, Any]]) -> None:
     body = with_identity(next(o for o in example_objects if o["metadata"]["name"] == "llama-8b-l4"))
     body["spec"]["role"] = "sideways"
+    patch = kopf.Patch()
     with pytest.raises(kopf.PermanentError, match=r"invalid ModelPool: spec\.role"):
         handlers.modelpool_reconcile(
             body=kopf.Body(body),
-            patch=kopf.Patch(),
+            patch=patch,
             memo=_memo(FakeKube()),
             index_gpupools={},
             index_nodes={},
             index_gpu_pods={},
         )
+    # The status says so too, for `kubectl get`.
+    (ready,) = patch["status"]["conditions"]
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert ready["message"].startswith("spec.role: ")
 
 
 def test_router_config_handler_writes_the_configmap(example_objects: list[dict[str, Any]]) -> None:
@@ -197,3 +203,41 @@ def test_the_first_handler_run_marks_the_indexes_complete(
         index_gpupools={},
     )
     assert state.indexed.is_set()
+
+
+def _foreign_deployment_kube() -> FakeKube:
+    kube = FakeKube()
+    kube.seed(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "llama-70b-decode", "namespace": "llm", "uid": "theirs"},
+        }
+    )
+    return kube
+
+
+@pytest.mark.parametrize("with_logger", [True, False], ids=["kopf-event", "resync"])
+def test_a_refused_takeover_is_logged_once_as_a_warning(
+    example_objects: list[dict[str, Any]], caplog: pytest.LogCaptureFixture, with_logger: bool
+) -> None:
+    h100 = next(o for o in example_objects if o["metadata"]["name"] == "h100")
+    patch = kopf.Patch()
+    logger = logging.getLogger("fleetroute-test-modelpool")
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        handlers.modelpool_reconcile(
+            body=_body(example_objects, "llama-70b-decode"),
+            patch=patch,
+            memo=_memo(_foreign_deployment_kube()),
+            index_gpupools=_index({"h100": h100}),
+            index_nodes={},
+            index_gpu_pods={},
+            **({"logger": logger} if with_logger else {}),
+        )
+    assert patch["status"]["conditions"][0]["reason"] == "NameConflict"
+    warnings = [r.getMessage() for r in caplog.records if r.name == logger.name]
+    if with_logger:
+        (message,) = warnings
+        assert message.startswith("Deployment llm/llama-70b-decode already exists")
+    else:
+        assert warnings == []

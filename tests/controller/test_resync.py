@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 import kopf
+import pytest
 
 from fleetroute_operator import handlers
 from fleetroute_operator.capacity import node_facts
@@ -57,6 +58,27 @@ def test_one_pass_writes_every_status_and_the_router_config(
     assert [m["kind"] for m in kube.applied].count("ConfigMap") == 1
 
 
+@pytest.mark.parametrize(
+    ("settings", "gpupools"),
+    [
+        pytest.param(Settings(namespaces=("llm",)), 3, id="namespaces"),
+        pytest.param(Settings(namespaces=("llm",), gpupool_status=False), 0, id="no-gpupools"),
+    ],
+)
+def test_gpupool_status_can_be_left_to_another_operator(
+    example_objects: list[dict[str, Any]], settings: Settings, gpupools: int
+) -> None:
+    """A namespace-scoped operator sees only its namespaces' pods: its GPU allocation would be
+    partial, so the chart runs it with --no-gpupool-status."""
+    kube = FakeKube()
+    state = handlers.State(kube, settings)
+    handlers.resync(state, kopf.Memo(state=state), _indices(example_objects)).once()
+    kinds = [kind for kind, _, _ in kube.status_patches]
+    assert kinds.count("GPUPool") == gpupools
+    assert kinds.count("ModelPool") == 5
+    assert kinds.count("RoutingPolicy") == 1
+
+
 def _settle(indices: dict[str, Any], patches: list[tuple[str, str, dict[str, Any]]]) -> None:
     """Put written statuses into the indexed bodies, as the next watch event would."""
     kinds = {"index_gpupools": "GPUPool", "index_modelpools": "ModelPool"}
@@ -88,8 +110,13 @@ def test_one_failing_object_does_not_stop_the_others(example_objects: list[dict[
     ]
     kube = FakeKube()
     _resync(kube, indices).once()
-    names = {n for k, n, _ in kube.status_patches if k == "GPUPool"}
-    assert names == {"h100", "l4", "a10g"}
+    written = {n: s for k, n, s in kube.status_patches if k == "GPUPool"}
+    assert set(written) == {"h100", "l4", "a10g", "broken"}
+    # The broken one's status says why (the API server would have refused it, kopf's cache not).
+    (ready,) = written["broken"]["conditions"]
+    assert (ready["status"], ready["reason"]) == ("False", "InvalidSpec")
+    assert "spec.power" in ready["message"]
+    assert written["h100"]["conditions"][0]["reason"] == "NodesFound"
 
 
 async def test_run_waits_for_the_indexes_then_repeats() -> None:

@@ -56,6 +56,58 @@ def test_endpoints_come_from_modelpool_status(example_objects: list[dict[str, An
     assert config.pools[0].gpu.cost_per_gpu_hour == 0.7
 
 
+def test_a_gpupool_with_a_dcgm_exporter_gives_each_pod_its_nodes_power_source(
+    example_objects: list[dict[str, Any]],
+) -> None:
+    pools, _, gpus = _split(example_objects)
+    gpus["l4"] = gpus["l4"].model_copy(
+        update={
+            "dcgm_exporter": GPUPoolSpec.model_validate(
+                {**example_l4(example_objects), "dcgmExporter": {"port": 9500}}
+            ).dcgm_exporter,
+            "carbon_intensity_from": GPUPoolSpec.model_validate(
+                {
+                    **example_l4(example_objects),
+                    "carbonIntensityFrom": {
+                        "url": "http://carbon.monitoring:9100/metrics",
+                        "metric": "grid_carbon_intensity_grams_per_kwh",
+                        "labels": {"zone": "DE"},
+                    },
+                }
+            ).carbon_intensity_from,
+        }
+    )
+    l4 = next(p for p in pools if p["metadata"]["name"] == "llama-8b-l4")
+    endpoints = [
+        {"address": "10.0.0.7:8000", "ready": True, "pod": "l4-a", "nodeIP": "192.0.2.7"},
+        {"address": "10.0.0.8:8000", "ready": True},  # node not known yet: no source
+    ]
+    config = router_config.build_router_config(
+        [{**l4, "status": {"endpoints": endpoints}}], [], gpus
+    )
+    first, second = config.pools[0].endpoints
+    assert first.power == config_pb2.MetricSource(
+        url="http://192.0.2.7:9500/metrics",
+        metric="DCGM_FI_DEV_POWER_USAGE",
+        labels={"pod": "l4-a", "namespace": "llm"},
+    )
+    assert not second.HasField("power")
+    carbon = config.pools[0].gpu.carbon_intensity_from
+    assert (carbon.url, carbon.metric, dict(carbon.labels)) == (
+        "http://carbon.monitoring:9100/metrics",
+        "grid_carbon_intensity_grams_per_kwh",
+        {"zone": "DE"},
+    )
+    assert config.pools[0].gpu.carbon_intensity == 120
+
+
+def example_l4(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    spec: dict[str, Any] = next(
+        o["spec"] for o in objects if o["kind"] == "GPUPool" and o["metadata"]["name"] == "l4"
+    )
+    return spec
+
+
 def test_missing_pools_drop_out_of_policies_and_pairs(
     example_objects: list[dict[str, Any]],
 ) -> None:

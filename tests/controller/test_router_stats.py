@@ -38,7 +38,7 @@ def _reply() -> router_pb2.RouterStats:
 
 
 def test_summary_puts_the_most_chosen_arm_first() -> None:
-    arms = summarise(_reply())["llm/chat"]
+    arms = summarise(_reply())["llm/chat"].arms
     assert arms == (
         ArmSummary("llm/llama-8b-l4", 0.61, 0.78),
         ArmSummary("llm/llama-70b-decode", 0.39, None),
@@ -102,4 +102,29 @@ def test_policy_handler_writes_learned_arms(example_objects: list[dict[str, Any]
     )
     handlers.policy_status(body=body, patch=patch, memo=kopf.Memo(state=state), index_modelpools={})
     assert patch["status"]["topArm"] == "llama-8b-l4"
-    assert patch["status"]["conditions"][0]["reason"] == "CandidatesMissing"
+    ready = next(c for c in patch["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "CandidatesMissing"
+
+
+def test_a_policy_weighing_quality_says_whether_it_has_observed_any(
+    example_objects: list[dict[str, Any]],
+) -> None:
+    body = with_identity(next(o for o in example_objects if o["kind"] == "RoutingPolicy"))
+    assert body["spec"]["objective"]["quality"] > 0
+    unseen = reconcile.routingpolicy_status(body, {}, summarise(_reply())["llm/chat"])
+    (condition,) = [c for c in unseen["conditions"] if c["type"] == "QualityObserved"]
+    assert (condition["status"], condition["reason"]) == ("False", "NoQualityFeedback")
+    assert "POST /v1/feedback" in condition["message"]
+    reply = _reply()
+    reply.policies[0].quality_observations = 12
+    body["status"] = unseen
+    seen = reconcile.routingpolicy_status(body, {}, summarise(reply)["llm/chat"])
+    (condition,) = [c for c in seen["conditions"] if c["type"] == "QualityObserved"]
+    assert (condition["status"], condition["reason"]) == ("True", "QualityFeedback")
+    away = reconcile.routingpolicy_status(body, {})
+    (condition,) = [c for c in away["conditions"] if c["type"] == "QualityObserved"]
+    assert condition["status"] == "Unknown"
+    body["spec"]["objective"]["quality"] = 0.0
+    body["status"] = seen
+    unweighted = reconcile.routingpolicy_status(body, {}, summarise(reply)["llm/chat"])
+    assert [c["type"] for c in unweighted["conditions"]] == ["Ready"]

@@ -117,6 +117,39 @@ def test_tensor_parallel_pods_get_shared_memory(example_objects: list[dict[str, 
     )
 
 
+def test_servers_run_confined_and_without_a_token(example_objects: list[dict[str, Any]]) -> None:
+    body, spec, gpu = _objects(example_objects, "llama-8b-l4")
+    pod = workloads.build_deployment(body, spec, "l4", gpu)["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    # Default: the vLLM and SGLang images run as root, which runAsNonRoot would refuse.
+    assert pod["securityContext"] == {
+        "seccompProfile": {"type": "RuntimeDefault"},
+        "runAsNonRoot": False,
+    }
+    assert pod["containers"][0]["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+@pytest.mark.parametrize(
+    ("deploy", "expected"),
+    [
+        ({"runAsNonRoot": True}, {"runAsNonRoot": True}),
+        ({"runAsNonRoot": True, "runAsUser": 1000}, {"runAsNonRoot": True, "runAsUser": 1000}),
+        ({"runAsUser": 0}, {"runAsNonRoot": False, "runAsUser": 0}),
+    ],
+)
+def test_modelpool_chooses_the_servers_user(
+    example_objects: list[dict[str, Any]], deploy: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    body, spec, gpu = _objects(example_objects, "llama-8b-l4")
+    body["spec"]["deploy"].update(deploy)
+    spec = ModelPoolSpec.model_validate(body["spec"])
+    pod = workloads.build_deployment(body, spec, "l4", gpu)["spec"]["template"]["spec"]
+    assert pod["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}, **expected}
+
+
 def test_rollouts_never_need_spare_gpus(example_objects: list[dict[str, Any]]) -> None:
     body, spec, gpu = _objects(example_objects, "llama-8b-l4")
     strategy = workloads.build_deployment(body, spec, "l4", gpu)["spec"]["strategy"]

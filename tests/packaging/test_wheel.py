@@ -21,7 +21,16 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The wheel, built by uv in an isolated build environment (its cache keeps hatchling)."""
     out = tmp_path_factory.mktemp("dist")
     subprocess.run(
-        [str(UV), "build", "--wheel", "--quiet", "--out-dir", str(out), str(ROOT)],
+        [
+            str(UV),
+            "build",
+            "--system-certs",
+            "--wheel",
+            "--quiet",
+            "--out-dir",
+            str(out),
+            str(ROOT),
+        ],
         check=True,
         capture_output=True,
         timeout=600,
@@ -36,13 +45,31 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     resolved from the wheel's own metadata; uv reuses its download and build caches."""
     path = tmp_path_factory.mktemp("venv") / "venv"
     subprocess.run(
-        [str(UV), "venv", "--quiet", "--seed", "--python", sys.executable, str(path)],
+        [
+            str(UV),
+            "venv",
+            "--system-certs",
+            "--quiet",
+            "--seed",
+            "--python",
+            sys.executable,
+            str(path),
+        ],
         check=True,
         capture_output=True,
         timeout=120,
     )
     subprocess.run(
-        [str(UV), "pip", "install", "-q", "--python", str(path / "bin" / "python"), str(wheel)],
+        [
+            str(UV),
+            "pip",
+            "install",
+            "--system-certs",
+            "-q",
+            "--python",
+            str(path / "bin" / "python"),
+            str(wheel),
+        ],
         check=True,
         capture_output=True,
         timeout=900,

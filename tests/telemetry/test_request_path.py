@@ -3,16 +3,22 @@ spans exported to memory and metrics read from the proxy's /metrics."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import aiohttp
 import grpc
 import pytest
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind, TraceState
+from opentelemetry.util.types import Attributes
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from fleetroute import routerconfig
@@ -59,11 +65,16 @@ class Router:
 
 @pytest.fixture
 async def router(exporter: InMemorySpanExporter) -> AsyncIterator[Router]:
+    async with _router(Tracing.from_env({}, exporter=exporter), exporter) as started:
+        yield started
+
+
+@contextlib.asynccontextmanager
+async def _router(enabled: Tracing, exporter: InMemorySpanExporter) -> AsyncIterator[Router]:
     config = routerconfig.load(EMBEDDED)
     endpoints = [e for pool in config.pools for e in pool.endpoints]
     for endpoint, port in zip(endpoints, _free_ports(len(endpoints)), strict=True):
         endpoint.address = f"127.0.0.1:{port}"
-    enabled = Tracing.from_env({}, exporter=exporter)
     sims = SimFleet(config, speed=0.0)
     await sims.start()
     with tracing_module.installed(enabled):
@@ -106,9 +117,14 @@ async def test_a_proxied_request_is_traced_and_exemplified(router: Router) -> No
         async with session.get(f"{url}/metrics", headers={"Accept": OPENMETRICS}) as response:
             assert response.headers["Content-Type"].startswith("application/openmetrics-text")
             exposition = await response.text()
-    spans = by_name(router.spans())
+    finished = router.spans()
+    spans = by_name(finished)
     root = spans["chat fleet/chat"]
     assert root.kind is SpanKind.SERVER
+    # the aiohttp server instrumentation's span, renamed and annotated by the recorder
+    assert root.instrumentation_scope is not None
+    assert root.instrumentation_scope.name == "opentelemetry.instrumentation.aiohttp_server"
+    assert dict(root.attributes or {})["http.status_code"] == 200
     assert format(root.context.trace_id, "032x") == CALLER_TRACE
     assert root.parent is not None
     assert format(root.parent.span_id, "016x") == CALLER_SPAN
@@ -117,11 +133,31 @@ async def test_a_proxied_request_is_traced_and_exemplified(router: Router) -> No
         assert parent is not None
         assert parent.span_id == root.context.span_id, name
     decode = spans["fleetroute.upstream.decode"]
-    assert decode.kind is SpanKind.CLIENT
+    assert decode.kind is SpanKind.INTERNAL
+    # the HTTP call to the model server: the aiohttp client instrumentation's CLIENT span
+    (call,) = [
+        s for s in finished if s.parent is not None and s.parent.span_id == decode.context.span_id
+    ]
+    assert call.kind is SpanKind.CLIENT
+    assert call.instrumentation_scope is not None
+    assert call.instrumentation_scope.name == "opentelemetry.instrumentation.aiohttp_client"
+    assert not [s for s in finished if "/metrics" in s.name]  # scrapes are not traced
+    # the instrumentations ran on the router's provider; the global one was never set
+    assert not isinstance(trace.get_tracer_provider(), TracerProvider)
     attributes = dict(root.attributes or {})
     assert attributes["fleetroute.pool"] == pool
     assert attributes["gen_ai.usage.output_tokens"] == 8
     assert "fleetroute.ttft.observed_s" in attributes
+    # energy modelled (no scraping here) and its carbon at the pool's configured intensity
+    assert attributes["fleetroute.energy.source"] == "model"
+    assert attributes["fleetroute.energy.measured"] is False
+    intensity = {"llm/llama-70b-decode": 350, "llm/qwen-14b-a10g": 420}.get(pool, 120)
+    assert attributes["fleetroute.carbon.intensity_g_per_kwh"] == intensity
+    assert attributes["fleetroute.carbon.intensity_source"] == "config"
+    assert attributes["fleetroute.carbon.grams"] == pytest.approx(
+        float(attributes["fleetroute.energy.joules"]) / 3.6e6 * intensity
+    )
+    assert float(attributes["fleetroute.carbon.grams"]) > 0
     assert not any(
         "secret" in str(v) for s in spans.values() for v in (s.attributes or {}).values()
     )
@@ -143,8 +179,49 @@ async def test_a_grpc_route_continues_the_callers_trace(router: Router) -> None:
             metadata=(("traceparent", TRACEPARENT),),
         )
     spans = by_name(router.spans())
-    call = spans["fleetroute.v1alpha1.Router/Route"]
+    call = spans["/fleetroute.v1alpha1.Router/Route"]
     assert call.kind is SpanKind.SERVER
+    assert call.instrumentation_scope is not None
+    assert call.instrumentation_scope.name == "opentelemetry.instrumentation.grpc"
     assert format(call.context.trace_id, "032x") == CALLER_TRACE
     assert spans["fleetroute.decide"].parent is not None
     assert spans["fleetroute.decide"].parent.span_id == call.context.span_id
+
+
+class _DropHttpRoots(Sampler):
+    """Samples out the HTTP server span of a request and whatever descends from it, and
+    samples everything else in: a span started outside that request's trace is recorded."""
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        parent = trace.get_current_span(parent_context).get_span_context()
+        if name.startswith("POST ") or (parent.is_valid and not parent.trace_flags.sampled):
+            return SamplingResult(Decision.DROP)
+        return SamplingResult(Decision.RECORD_AND_SAMPLE)
+
+    def get_description(self) -> str:
+        return "drop HTTP roots"
+
+
+async def test_a_request_sampled_out_makes_no_span_at_all() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=_DropHttpRoots())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    async with _router(Tracing(provider), exporter) as router:
+        body = {"model": "fleet/chat", "messages": [{"role": "user", "content": "hi"}]}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"http://{router.proxy.address}/v1/chat/completions", json=body) as reply,
+        ):
+            assert reply.status == 200
+            await reply.read()
+        # every span of the request belongs to the instrumentation's unsampled trace
+        assert router.spans() == []

@@ -78,8 +78,15 @@ def test_a_served_request_updates_every_request_series(fleet: Fleet) -> None:
     assert value(r, "fleetroute_router_tokens_total", **route, direction="output") == 31
     assert value(r, "fleetroute_router_tokens_total", **route, direction="input") == 100
     assert value(
-        r, "fleetroute_router_energy_joules_total", model=d.model, pool=d.pool, source="measured"
+        r, "fleetroute_router_energy_joules_total", **route, source="measured"
     ) == pytest.approx(150.0)
+    assert pool.gpu.carbon_intensity == 120
+    assert value(r, "fleetroute_router_carbon_grams_total", **route) == pytest.approx(
+        150.0 / 3.6e6 * 120
+    )
+    assert value(
+        r, "fleetroute_router_grid_carbon_intensity", pool=d.pool, source="config"
+    ) == pytest.approx(120)
     assert value(
         r, "fleetroute_router_cost_dollars_total", model=d.model, pool=d.pool
     ) == pytest.approx(dollars)
@@ -262,3 +269,34 @@ def test_labels_never_hold_request_ids_or_prompt_text(fleet: Fleet, tracing: Tra
     assert "secret prompt" not in text
     names = {m.group(1) for m in re.finditer(r"^([a-z_:]+)[{ ]", text, re.M)}
     assert all(n.startswith("fleetroute_router_") for n in names)
+
+
+def test_a_set_aside_arms_score_does_not_go_stale(fleet: Fleet) -> None:
+    telemetry = RouterTelemetry(RouterMetrics(CollectorRegistry()))
+    telemetry.set_fleet(fleet)
+    telemetry.decided(decision(), 0.001)
+    r = telemetry.registry
+    arm = {"policy": "llm/chat", "pool": "llm/qwen-14b-a10g"}
+    assert value(r, "fleetroute_router_arm_score", **arm) == 0.4
+    telemetry.decided(decision(scores={"llm/llama-8b-l4": 0.7}), 0.001)  # the guard set it aside
+    score = value(r, "fleetroute_router_arm_score", **arm)
+    assert score is not None
+    assert np.isnan(score)
+
+
+def test_feedback_and_objective_series(fleet: Fleet) -> None:
+    telemetry = RouterTelemetry(RouterMetrics(CollectorRegistry()))
+    telemetry.set_fleet(fleet)
+    d = decision()
+    telemetry.scored(d, {"quality": 0.9, "latency": 0.5})
+    telemetry.feedback("llm/chat", "judge", "accepted")
+    telemetry.awaiting_dropped(2, 1)
+    r = telemetry.registry
+    quality = {"policy": "llm/chat", "pool": d.pool, "objective": "quality"}
+    assert value(r, "fleetroute_router_objective_score_sum", **quality) == pytest.approx(0.9)
+    feedback = {"policy": "llm/chat", "source": "judge", "result": "accepted"}
+    assert value(r, "fleetroute_router_feedback_total", **feedback) == 1
+    dropped = {"stage": "feedback", "reason": "expired"}
+    assert value(r, "fleetroute_router_pending_dropped_total", **dropped) == 2
+    dropped["reason"] = "capacity"
+    assert value(r, "fleetroute_router_pending_dropped_total", **dropped) == 1

@@ -17,15 +17,19 @@ GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
 
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"
-_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)")
+# At most five digits before each unit (and nine after the point): with the 32-character limit
+# every value fits the API server's 64-bit nanoseconds (Go's limit is about 290 years), so CEL
+# rules never meet a duration they cannot convert.
+DURATION_PATTERN = r"^([0-9]{1,5}(\.[0-9]{1,9})?(ns|us|µs|ms|s|m|h))+$"
+_DURATION_PART = re.compile(r"([0-9]{1,5}(?:\.[0-9]{1,9})?)(ns|us|µs|ms|s|m|h)")
 
 Duration = Annotated[
     str,
     Field(
         pattern=DURATION_PATTERN,
         max_length=32,
-        description="A duration such as 500ms, 1.5s or 2m (Go duration syntax, no sign).",
+        description="A duration such as 500ms, 1.5s or 2m (Go duration syntax, no sign, "
+        "at most five digits before each unit).",
     ),
 ]
 """A Go-style duration string, the Kubernetes convention for durations in specs."""

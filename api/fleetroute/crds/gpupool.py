@@ -34,6 +34,34 @@ class GpuPower(ApiModel):
     max_watts: int = Field(gt=0, le=5000, description="Watts drawn at full load (TDP).")
 
 
+class MetricSource(ApiModel):
+    """A value read from a Prometheus text exposition: the sum of the matching series."""
+
+    url: str = Field(
+        max_length=2048,
+        pattern=r"^https?://\S+$",
+        description="URL of the exposition, e.g. http://carbon-exporter.monitoring:9100/metrics.",
+    )
+    metric: str = Field(
+        max_length=200,
+        pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$",
+        description="Metric name.",
+    )
+    labels: dict[str, str] | None = Field(
+        default=None, max_length=16, description="Label values a series must carry to count."
+    )
+
+
+class DcgmExporter(ApiModel):
+    """The NVIDIA DCGM exporter on the pool's nodes (a DaemonSet, usually host port 9400), read
+    for DCGM_FI_DEV_POWER_USAGE of each model-server pod's GPUs."""
+
+    port: int = Field(default=9400, ge=1, le=65535, description="Port on the node's IP.")
+    path: str = Field(
+        default="/metrics", max_length=200, pattern=r"^/\S*$", description="Metrics path."
+    )
+
+
 def default_tolerations() -> list[Toleration]:
     """Tolerate the NoSchedule taint the NVIDIA GPU operator puts on GPU nodes."""
     return [Toleration(key=DEFAULT_GPU_RESOURCE, operator="Exists", effect="NoSchedule")]
@@ -70,6 +98,15 @@ class GPUPoolSpec(ApiModel):
     )
     carbon_intensity: int | None = Field(
         default=None, ge=0, le=2000, description="gCO2e per kWh of the grid feeding the GPUs."
+    )
+    carbon_intensity_from: MetricSource | None = Field(
+        default=None,
+        description="A metric giving the grid's current gCO2e per kWh; carbonIntensity is the "
+        "fallback while it cannot be read.",
+    )
+    dcgm_exporter: DcgmExporter | None = Field(
+        default=None,
+        description="Read GPU power from the DCGM exporter on each model-server pod's node.",
     )
 
     def selector(self) -> dict[str, str]:

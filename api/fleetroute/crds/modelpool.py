@@ -39,6 +39,15 @@ class ServerResources(ApiModel):
 class Deploy(ApiModel):
     """Run the model servers as a Deployment on a GPUPool."""
 
+    model_config = ApiModel.model_config | {
+        "json_schema_extra": validations(
+            cel(
+                "!(self.runAsNonRoot && has(self.runAsUser) && self.runAsUser == 0)",
+                "runAsUser 0 is root, which runAsNonRoot forbids",
+            ),
+        )
+    }
+
     gpu_pool: DnsLabel = Field(description="Name of the GPUPool to run on.")
     replicas: int = Field(default=1, ge=0, le=1024)
     gpus_per_replica: int = Field(default=1, ge=1, le=64)
@@ -47,6 +56,23 @@ class Deploy(ApiModel):
     env: list[EnvVar] = Field(default_factory=list, max_length=64)
     port: int = Field(default=8000, ge=1, le=65535, description="Port of the OpenAI API.")
     resources: ServerResources | None = None
+    # The common vLLM and SGLang images (vllm/vllm-openai, lmsysorg/sglang) run as root and keep
+    # their caches under /root, and the kubelet refuses to start a root image under
+    # runAsNonRoot: so it is off by default, and on for images that allow it (or with runAsUser).
+    run_as_non_root: bool = Field(
+        default=False,
+        description=(
+            "Refuse to start the servers as root (pod securityContext.runAsNonRoot). Off by "
+            "default because the vLLM and SGLang images run as root; set it with runAsUser (and a "
+            "writable HF_HOME) to run them as another user."
+        ),
+    )
+    run_as_user: int | None = Field(
+        default=None,
+        ge=0,
+        le=2147483647,
+        description="UID the servers run as (pod securityContext.runAsUser); default: the image's.",
+    )
 
 
 class Adopt(ApiModel):
@@ -117,6 +143,8 @@ class EndpointStatus(ApiModel):
 
     address: str = Field(max_length=261)
     ready: bool = False
+    pod: str | None = Field(default=None, max_length=253, description="Pod serving it.")
+    node_ip: str | None = Field(default=None, max_length=45, description="Its node's IP.")
 
 
 class ModelPoolStatus(ApiModel):

@@ -97,6 +97,7 @@ KINDS: tuple[Kind, ...] = (
             _column("Algorithm", ".spec.algorithm.name"),
             _column("Candidates", ".spec.candidates[*].modelPool"),
             _column("Top Arm", ".status.topArm"),
+            _column("Quality", '.status.conditions[?(@.type=="QualityObserved")].status'),
             _column("Ready", _READY),
             _AGE,
         ),

@@ -131,23 +131,84 @@ class Endpoint(_message.Message):
 
     ADDRESS_FIELD_NUMBER: _builtins.int
     READY_FIELD_NUMBER: _builtins.int
+    POWER_FIELD_NUMBER: _builtins.int
     address: _builtins.str
     """host:port of the OpenAI-compatible server."""
     ready: _builtins.bool
     """Whether the server passed its readiness check."""
+    @_builtins.property
+    def power(self) -> Global___MetricSource:
+        """Where the GPUs of this server report their power draw: the DCGM exporter of its node
+        (metric DCGM_FI_DEV_POWER_USAGE, watts, summed over the series whose labels match, e.g.
+        pod and namespace). Unset: the server's own /metrics, else the pool's figures.
+        """
+
     def __init__(
         self,
         *,
         address: _builtins.str = ...,
         ready: _builtins.bool = ...,
+        power: Global___MetricSource | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["power", b"power"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "ready", b"ready"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "power", b"power", "ready", b"ready"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Endpoint: _TypeAlias = Endpoint  # noqa: Y015
+
+@_typing.final
+class MetricSource(_message.Message):
+    """One value read from an HTTP endpoint serving Prometheus text exposition."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class LabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    URL_FIELD_NUMBER: _builtins.int
+    METRIC_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    """URL of the exposition, e.g. http://10.0.0.5:9400/metrics."""
+    metric: _builtins.str
+    """Metric name; empty means the default of the field that holds this source."""
+    @_builtins.property
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Label values a series must carry to count; the matching series are summed."""
+
+    def __init__(
+        self,
+        *,
+        url: _builtins.str = ...,
+        metric: _builtins.str = ...,
+        labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["labels", b"labels", "metric", b"metric", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MetricSource: _TypeAlias = MetricSource  # noqa: Y015
 
 @_typing.final
 class GpuFigures(_message.Message):
@@ -160,6 +221,7 @@ class GpuFigures(_message.Message):
     MAX_WATTS_FIELD_NUMBER: _builtins.int
     COST_PER_GPU_HOUR_FIELD_NUMBER: _builtins.int
     CARBON_INTENSITY_FIELD_NUMBER: _builtins.int
+    CARBON_INTENSITY_FROM_FIELD_NUMBER: _builtins.int
     product: _builtins.str
     """GPU product, as in the node label nvidia.com/gpu.product."""
     idle_watts: _builtins.float
@@ -168,6 +230,12 @@ class GpuFigures(_message.Message):
     """US dollars per GPU-hour."""
     carbon_intensity: _builtins.float
     """gCO2e per kWh of the grid that feeds the GPUs; 0 when unknown."""
+    @_builtins.property
+    def carbon_intensity_from(self) -> Global___MetricSource:
+        """A metric giving the grid's current gCO2e per kWh (grids change by the hour); while it can
+        be read it replaces carbon_intensity, which stays the fallback.
+        """
+
     def __init__(
         self,
         *,
@@ -176,10 +244,11 @@ class GpuFigures(_message.Message):
         max_watts: _builtins.float = ...,
         cost_per_gpu_hour: _builtins.float = ...,
         carbon_intensity: _builtins.float = ...,
+        carbon_intensity_from: Global___MetricSource | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["carbon_intensity_from", b"carbon_intensity_from"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["carbon_intensity", b"carbon_intensity", "cost_per_gpu_hour", b"cost_per_gpu_hour", "idle_watts", b"idle_watts", "max_watts", b"max_watts", "product", b"product"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["carbon_intensity", b"carbon_intensity", "carbon_intensity_from", b"carbon_intensity_from", "cost_per_gpu_hour", b"cost_per_gpu_hour", "idle_watts", b"idle_watts", "max_watts", b"max_watts", "product", b"product"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -59,3 +59,38 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "fleetroute.routerName" -}}
 {{ include "fleetroute.fullname" . }}-{{ ternary "gateway" "router" (eq .Values.router.mode "sidecar") }}
 {{- end -}}
+
+{{/* RBAC rules of the operator in a namespace it watches (every namespace when cluster-wide). */}}
+{{- define "fleetroute.operatorNamespacedRules" -}}
+# The pods of ModelPools (their endpoints) and of GPU nodes (GPU accounting): kopf index.
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list, watch]
+# The namespaced custom resources: watched, given kopf's progress annotations (patch), and their
+# status patched.
+- apiGroups: [fleetroute.dev]
+  resources: [modelpools, routingpolicies]
+  verbs: [list, watch, patch]
+- apiGroups: [fleetroute.dev]
+  resources: [modelpools/status, routingpolicies/status]
+  verbs: [patch]
+# A ModelPool's Deployment and Service: read first (the operator never takes over one it does not
+# control), then server-side applied (create when absent, else patch).
+- apiGroups: [apps]
+  resources: [deployments]
+  verbs: [get, create, patch]
+- apiGroups: [""]
+  resources: [services]
+  verbs: [get, create, patch]
+# kopf's events on the objects it handles (it only creates them).
+- apiGroups: [""]
+  resources: [events]
+  verbs: [create]
+{{- end }}
+
+{{/* Labels of the model-server pods the operator builds (operator/fleetroute_operator/labels.py). */}}
+{{- define "fleetroute.modelServerSelector" -}}
+app.kubernetes.io/name: model-server
+app.kubernetes.io/part-of: fleetroute
+app.kubernetes.io/managed-by: fleetroute-operator
+{{- end -}}

@@ -21,6 +21,11 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "fleetroute_router.bench.decision",
         "decision latency (features + policy choice) by arms and features, vs a random choice",
     ),
+    "learn": (
+        "fleetroute_router.bench.learn",
+        "quality learned live through the proxy with delayed feedback, against the offline "
+        "replay of the same policy on real routing data",
+    ),
     "tracing": ("fleetroute_router.bench.tracing", "latency tracing adds to the router: on vs off"),
 }
 

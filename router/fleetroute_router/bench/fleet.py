@@ -2,9 +2,11 @@
 least-queue routing, on one heterogeneous fleet and one open-loop trace.
 
 The fleet serves one model on different hardware: a fast H100 pool, a slow L4 pool, a mid A10G
-endpoint and an H100 prefill/decode pair. It is made of llm-d-inference-sim processes (different
-time-to-first-token and inter-token latencies) when the binary can be had, else of fleetroute's
-simulated servers (latency from the GPU model, sim/README.md), which also meter their energy.
+endpoint and an H100 prefill/decode pair. It is made of llm-d-inference-sim processes when the
+binary can be had (the H100, L40S and A100 latency profiles of llmd.PROFILES for the fast, slow and
+mid pools, per-token prefill time, prefix cache on, KV transfer for the P/D pair), else of
+fleetroute's simulated servers (latency from the GPU model, sim/README.md), which also meter
+their energy; `--backend` forces one.
 Each strategy gets a fresh fleet and the same trace; goodput = requests meeting both the TTFT and
 the TPOT SLO per second of trace.
 """
@@ -20,6 +22,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -38,9 +41,8 @@ class PoolSpec:
     count: int
     role: str = "unified"
     peer: str = ""
-    # llm-d-inference-sim latencies (ms)
-    ttft_ms: int = 50
-    itl_ms: int = 10
+    # llm-d-inference-sim latency profile (llmd.PROFILES)
+    profile: str = "H100"
     idle_watts: float = 16
     max_watts: float = 72
 
@@ -48,14 +50,15 @@ class PoolSpec:
 H100 = "NVIDIA-H100-80GB-HBM3"
 # fmt: off
 POOLS = (
-    PoolSpec("fast", H100, 2, ttft_ms=40, itl_ms=8, idle_watts=70, max_watts=700),
-    PoolSpec("slow", "NVIDIA-L4", 4, ttft_ms=300, itl_ms=90),
-    PoolSpec("mid", "NVIDIA-A10G", 2, ttft_ms=120, itl_ms=45, idle_watts=25, max_watts=150),
-    PoolSpec("pd-prefill", H100, 1, "prefill", "pd-decode",
-             ttft_ms=40, itl_ms=8, idle_watts=70, max_watts=700),
-    PoolSpec("pd-decode", H100, 1, "decode", "pd-prefill",
-             ttft_ms=40, itl_ms=8, idle_watts=70, max_watts=700),
+    PoolSpec("fast", H100, 2, idle_watts=70, max_watts=700),
+    PoolSpec("slow", "NVIDIA-L4", 4, profile="L40S"),
+    PoolSpec("mid", "NVIDIA-A10G", 2, profile="A100", idle_watts=25, max_watts=150),
+    PoolSpec("pd-prefill", H100, 1, "prefill", "pd-decode", idle_watts=70, max_watts=700),
+    PoolSpec("pd-decode", H100, 1, "decode", "pd-prefill", idle_watts=70, max_watts=700),
 )
+# The sims' slow-down at full batch (the H100 profile of the sim's docs/latency-profiles.md).
+TIME_FACTOR_UNDER_LOAD = 2.0
+BACKENDS = ("auto", "llm-d-inference-sim", "fleetroute-sim")
 # fmt: on
 ROLES = {"unified": 1, "prefill": 2, "decode": 3}
 
@@ -106,23 +109,35 @@ def router_config(addresses: dict[str, list[str]], ttft_s: float, tpot_s: float)
     return config
 
 
-async def start_fleet(children: harness.Children, speed: float) -> tuple[dict[str, list[str]], str]:
+def sim_binary(backend: str) -> Path | None:
+    """The llm-d-inference-sim binary for `backend` (None: fleetroute's simulator)."""
+    if backend == "fleetroute-sim":
+        return None
+    try:
+        return llmd.find_binary()
+    except llmd.Unavailable:
+        if backend == "auto":
+            return None
+        raise
+
+
+async def start_fleet(
+    children: harness.Children, speed: float, backend: str = "auto"
+) -> tuple[dict[str, list[str]], str]:
     """Start every pool's servers; returns their addresses and the backend's name."""
     addresses: dict[str, list[str]] = {}
-    try:
-        binary = llmd.find_binary()
-    except llmd.Unavailable:
-        binary = None
+    binary = sim_binary(backend)
     for spec in POOLS:
         ports = harness.free_ports(spec.count)
         addresses[spec.name] = [f"127.0.0.1:{p}" for p in ports]
         if binary is not None:
             for port in ports:
-                await children.start(
-                    str(binary), "--port", str(port), "--model", MODEL, "--mode", "random",
-                    "--time-to-first-token", str(spec.ttft_ms),
-                    "--inter-token-latency", str(spec.itl_ms), "--max-num-seqs", "32",
+                process = llmd.SimProcess(
+                    binary, MODEL, port=port, profile=llmd.PROFILES[spec.profile], per_token=True,
+                    scale=speed, kvcache=True, max_num_seqs=32,
+                    extra=("--time-factor-under-load", str(TIME_FACTOR_UNDER_LOAD)),
                 )  # fmt: skip
+                await children.start(*process.args, env=llmd.ENV)
         else:
             await children.python(
                 "-m", "fleetroute_router.sim", "--model", MODEL, "--gpu", spec.gpu,
@@ -187,11 +202,16 @@ Chooser = Callable[[], str]
 
 
 async def run_strategy(
-    strategy: str, requests: list[Request], speed: float, ttft_s: float, tpot_s: float
+    strategy: str,
+    requests: list[Request],
+    speed: float,
+    ttft_s: float,
+    tpot_s: float,
+    backend: str = "auto",
 ) -> dict[str, Any]:
     children = harness.Children()
     try:
-        addresses, backend = await start_fleet(children, speed)
+        addresses, backend = await start_fleet(children, speed, backend)
         servers = [a for spec in POOLS for a in addresses[spec.name]]
         serving = [a for spec in POOLS if spec.role != "prefill" for a in addresses[spec.name]]
         in_flight = dict.fromkeys(serving, 0)
@@ -275,6 +295,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speed", type=float, default=1.0, help="simulated latency scale")
     parser.add_argument("--ttft-slo", type=float, default=0.5, help="seconds")
     parser.add_argument("--tpot-slo", type=float, default=0.05, help="seconds per token")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="model servers: llm-d-inference-sim when it can be had (auto), or force one",
+    )
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -282,7 +308,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     runs = {}
     for strategy in ("fleetroute", "round-robin", "least-queue"):
         runs[strategy] = await run_strategy(
-            strategy, requests, args.speed, args.ttft_slo, args.tpot_slo
+            strategy, requests, args.speed, args.ttft_slo, args.tpot_slo, args.backend
         )
     mine, rr, lq = runs["fleetroute"], runs["round-robin"], runs["least-queue"]
 
@@ -290,6 +316,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         return round(a / b, 3) if a is not None and b else None
 
     return {
+        "backend": mine["backend"],
         "goodput_vs_round_robin": ratio(mine["goodput_rps"], rr["goodput_rps"]),
         "goodput_vs_least_queue": ratio(mine["goodput_rps"], lq["goodput_rps"]),
         "energy_per_request_ratio_vs_round_robin": ratio(

@@ -13,16 +13,38 @@ from fleetroute_router.extproc.service import ExternalProcessor
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "envoy.service.ext_proc.v3.ExternalProcessor"
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+# Room for the ProcessingRequest around a body chunk (headers, metadata, framing).
+MESSAGE_OVERHEAD_BYTES = 1024 * 1024
+# Streams served at once (one per HTTP request through Envoy); beyond it gRPC answers
+# RESOURCE_EXHAUSTED at once instead of queueing without bound.
+MAX_CONCURRENT_STREAMS = 4096
 
 
 class ExtProcServer:
     """A grpc.aio server for Envoy's ext_proc filter, bound to one address."""
 
-    def __init__(self, dataplane: DataPlane, address: str = "127.0.0.1:9002") -> None:
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        address: str = "127.0.0.1:9002",
+        *,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    ) -> None:
         self.address = address
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
-        self._server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        ext_grpc.add_ExternalProcessorServicer_to_server(ExternalProcessor(dataplane), self._server)
+        # A buffered body arrives as one message: gRPC's 4 MiB default would refuse it before
+        # the processor's own body limit (413) could answer.
+        receive_limit = max_body_bytes + MESSAGE_OVERHEAD_BYTES
+        self._server = grpc.aio.server(
+            maximum_concurrent_rpcs=MAX_CONCURRENT_STREAMS,
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_receive_message_length", receive_limit),
+            ],
+        )
+        self.processor = ExternalProcessor(dataplane, max_body_bytes)
+        ext_grpc.add_ExternalProcessorServicer_to_server(self.processor, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         self.port = self._server.add_insecure_port(address)
         if self.port == 0:

@@ -4,6 +4,14 @@ Every figure is scaled to about [0, 1] so that one ridge prior suits them all. S
 the first HEAD_CHARS characters only (answer options also at the last TAIL_CHARS; the token
 estimate uses the whole prompt), so the cost is
 bounded whatever the prompt's length: a few microseconds, all in C-level string methods.
+
+Per-query signal beyond the task type (chosen by cross-validated replay, bench/README.md):
+- markup: bracketed tags such as "[header]" or "[step]" (scraped how-to text reads differently
+  from plain prose, and models differ more on it);
+- brevity: 32 / (tokens + 1), capped at 1. A request's energy per token falls with its length
+  roughly as a fixed cost spread over its tokens, which a log-length slope alone fits poorly;
+- math:*: for math prompts only (0 otherwise), how many numbers the problem states, their
+  density among its words and its length in words: more quantities, more steps to get right.
 """
 
 from __future__ import annotations
@@ -45,9 +53,22 @@ FEATURE_NAMES = (
     "options",
     "complexity",
     *(f"task:{t}" for t in TASKS),
+    "markup",
+    "brevity",
+    "math:numbers",
+    "math:number_density",
+    "math:words",
 )
 DIMENSION = len(FEATURE_NAMES)
 _TASK_OFFSET = FEATURE_NAMES.index(f"task:{TASKS[0]}")
+_MATH_OFFSET = FEATURE_NAMES.index("math:numbers")
+BREVITY_TOKENS = 32.0
+# Digits become "0", the separators inside numbers "x", everything else a space: a number starts
+# wherever " 0" occurs (one translate and one count, no regular expression).
+_NUMBER_TABLE = bytes(
+    ord("0") if chr(c).isdigit() and c < 128 else ord("x") if c in b".," else ord(" ")
+    for c in range(256)
+)
 
 _DIGITS = b"0123456789"
 _UPPER = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -108,6 +129,16 @@ def task_type(head: bytes, lower: bytes, options: int, digits: float) -> str:
     return "chat"
 
 
+def math_features(head: bytes, words: int) -> tuple[float, float, float]:
+    """Numbers a math problem states, their density among its words, and its length in words."""
+    numbers = (b" " + head).translate(_NUMBER_TABLE).count(b" 0")
+    return (
+        min(math.log1p(numbers) / 3.0, 1.5),
+        min(numbers / words * 5.0, 1.0),
+        min(math.log1p(words) / 6.0, 1.5),
+    )
+
+
 def text_vector(request: RequestInfo) -> tuple[npt.NDArray[np.float64], int, str]:
     """The feature vector (FEATURE_NAMES order), the token estimate and the task type."""
     prompt = request.prompt
@@ -149,8 +180,15 @@ def text_vector(request: RequestInfo) -> tuple[npt.NDArray[np.float64], int, str
         min(options / 5.0, 1.0),
         complexity,
         *(0.0 for _ in TASKS),
+        min(head.count(b"[") / 4.0, 1.0),
+        min(BREVITY_TOKENS / (tokens + 1.0), 1.0),
+        0.0,
+        0.0,
+        0.0,
     ]
     values[_TASK_OFFSET + TASKS.index(task)] = 1.0
+    if task == "math":
+        values[_MATH_OFFSET : _MATH_OFFSET + 3] = math_features(head, words)
     return np.array(values, dtype=np.float64), tokens, task
 
 

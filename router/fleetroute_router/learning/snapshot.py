@@ -120,6 +120,9 @@ class Snapshotter:
             restored += primed
             if learning is None:
                 learning = prior
+            else:  # what on_restore reads of the primed policies comes from the prior
+                for name in primed:
+                    learning.policies[name].CopyFrom(prior.policies[name])
         if learning is not None and self._on_restore is not None:
             self._on_restore(learning, restored)
         return restored

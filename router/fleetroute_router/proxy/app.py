@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import uuid
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from fleetroute_router.features import RequestInfo
 from fleetroute_router.proxy import http_errors
 from fleetroute_router.proxy.admission import Admission
 from fleetroute_router.proxy.upstream import Timeouts, Upstream
+from fleetroute_router.telemetry import instrumentation
 from fleetroute_router.telemetry.exposition import render
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,11 @@ class ProxyServer:
         return f"{self.host}:{self.port}"
 
     def app(self) -> web.Application:
+        api = (openai_api.CHAT_PATH, openai_api.COMPLETIONS_PATH)
+        traced = instrumentation.aiohttp_middlewares(self.dataplane.telemetry.tracing, api)
         app = web.Application(
-            client_max_size=self.limits.max_body_bytes, middlewares=[http_errors.openai_errors]
+            client_max_size=self.limits.max_body_bytes,
+            middlewares=[*traced, http_errors.openai_errors],
         )
         app.router.add_post(openai_api.CHAT_PATH, self._completions)
         app.router.add_post(openai_api.COMPLETIONS_PATH, self._completions)
@@ -120,7 +123,7 @@ class ProxyServer:
             request.method, request.path, request.headers, operation="feedback"
         ):
             try:
-                body = json.loads(await request.read())
+                body = openai_api.load_body(await request.read())
             except ValueError as error:
                 raise errors.InvalidFeedback(f"body is not valid JSON: {error}") from None
             if not isinstance(body, dict):
@@ -150,7 +153,7 @@ class ProxyServer:
     async def _route(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         try:
-            body = json.loads(raw)
+            body = openai_api.load_body(raw)
         except ValueError as error:
             raise errors.InvalidRequest(f"body is not valid JSON: {error}") from None
         if not isinstance(body, dict):

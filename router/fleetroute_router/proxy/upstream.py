@@ -17,6 +17,7 @@ from fleetroute_router import errors
 from fleetroute_router.dataplane import DataPlane, Flight
 from fleetroute_router.openai_api import StreamUsage, Usage, usage_of
 from fleetroute_router.proxy import pd
+from fleetroute_router.telemetry import instrumentation
 
 log = logging.getLogger(__name__)
 RETRYABLE = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
@@ -59,6 +60,9 @@ class Upstream:
                 ),
                 auto_decompress=False,
                 skip_auto_headers=("User-Agent",),
+                trace_configs=instrumentation.aiohttp_trace_configs(
+                    self.dataplane.telemetry.tracing
+                ),
             )
         return self._session
 
@@ -220,9 +224,10 @@ class Upstream:
             usage: Usage | None = None
             try:
                 document = json.loads(content)
-                usage = usage_of(document) if isinstance(document, dict) else None
             except ValueError:
-                pass
+                # Not an answer whatever its status says: the endpoint failed, try another.
+                raise AttemptFailed("status 200 with a body that is not JSON") from None
+            usage = usage_of(document) if isinstance(document, dict) else None
             result = self.dataplane.succeeded(flight, None, usage)
             reply["x-fleetroute-energy-joules"] = f"{result.joules:.3f}"
         else:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fleetroute_router.policies import registry
-from fleetroute_router.replay import greenserv, report, routellm
+from fleetroute_router.replay import export, greenserv, report, routellm
 from fleetroute_router.replay.common import Featurizer, PolicySpec, parse_parameters, text_matrix
 from fleetroute_router.replay.data import half, load_greenserv, load_routellm, same_directory
 
@@ -41,6 +41,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seeds", type=int, default=1, help="runs with seeds 0..N-1")
     parser.add_argument(
+        "--folds",
+        type=int,
+        default=0,
+        metavar="K",
+        help="greenserv: K-fold cross-validation by CRC-32 of query_id (--train the --data "
+        "directory); default: judge one half, train on the other",
+    )
+    parser.add_argument(
         "--semantic",
         action="store_true",
         help="add MiniLM prompt clusters to the features (needs the 'semantic' extra)",
@@ -53,6 +61,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument("--plot", type=Path, default=None, help="write a PNG (needs matplotlib)")
+    parser.add_argument(
+        "--export-state",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write a learning state with quality priors from every outcome of the "
+        "--train directory (else --data), for `fleetroute serve --learning-prior FILE`",
+    )
+    parser.add_argument(
+        "--pool",
+        action="append",
+        default=[],
+        metavar="MODEL=POOL",
+        help="with --export-state: the router pool that plays a model of the data (repeatable)",
+    )
+    parser.add_argument(
+        "--policy-name",
+        default="llm/chat",
+        help="with --export-state: the RoutingPolicy (namespace/name) the priors are for",
+    )
     parser.add_argument(
         "--progress",
         choices=["auto", "always", "never"],
@@ -85,8 +113,30 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
     """Run the chosen suite; ValueError for bad input."""
     if args.seeds < 1:
         raise ValueError("--seeds must be at least 1")
+    if args.folds and args.suite != "greenserv":
+        raise ValueError("--folds is for the greenserv suite")
+    if args.folds and args.semantic:
+        raise ValueError("--folds with --semantic would fit clusters on evaluated prompts")
     spec = PolicySpec(args.policy, parse_parameters(args.param))
     registry.parameters(spec.name, spec.parameters)
+    if args.export_state is not None:
+        if args.semantic:
+            raise ValueError("--export-state writes priors over the router's own text features")
+        state = export.export(
+            args.train or args.data,
+            args.suite,
+            spec,
+            export.parse_pools(args.pool),
+            args.policy_name,
+        )
+        export.write(args.export_state, state)
+        arms = {a.arm for a in state.policies[args.policy_name].arms}
+        log.info(
+            "learning state for %s (%s) written to %s",
+            args.policy_name,
+            ", ".join(sorted(arms)),
+            args.export_state,
+        )
     show = {"auto": None, "always": True, "never": False}[args.progress]
     featurize = _featurizer(args)
     if args.suite == "greenserv":
@@ -95,6 +145,7 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
             spec,
             train_dir=args.train,
             seeds=args.seeds,
+            folds=args.folds,
             featurize=featurize,
             show_progress=show,
         )

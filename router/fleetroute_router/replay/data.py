@@ -121,9 +121,14 @@ def load_routellm(root: Path, benchmark: str) -> list[Outcomes]:
     ]
 
 
+def fold(key: str, folds: int) -> int:
+    """A stable split of keys into folds 0..folds-1, by CRC-32 of the key."""
+    return zlib.crc32(key.encode("utf-8")) % folds
+
+
 def half(key: str) -> int:
     """A stable split of keys into halves 0 (evaluate) and 1 (train), by CRC-32 of the key."""
-    return zlib.crc32(key.encode("utf-8")) & 1
+    return fold(key, 2)
 
 
 def same_directory(a: Path, b: Path) -> bool:

@@ -38,6 +38,15 @@ def write_table(result: dict[str, Any], out: TextIO) -> None:
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         out.write(f"  {name:<{width}}  {value}\n")
+    if "folds" in r:
+        pairs = zip(r["per_fold_mean_reward"], r["per_fold_best_single_mean_reward"], strict=True)
+        folds = ", ".join(f"{p:.4f} ({b:.4f})" for p, b in pairs)
+        out.write(
+            f"per fold, policy (best single model of that fold): {folds}\n"
+            f"spread: ± {r['fold_std_reward']:.4f} over folds, ± {r['run_std_reward']:.4f} over "
+            f"fold x seed runs; {r['folds_beating_best_single']} of {r['folds']} folds beat "
+            "their best single model\n"
+        )
     if "kept_steps_mean" in r:
         out.write(
             f"replay kept {r['kept_steps_mean']:.0f} of {r['evaluated_log_steps']} log steps "

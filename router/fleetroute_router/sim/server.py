@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 import uuid
 from collections import OrderedDict
@@ -24,9 +25,11 @@ KV_TOKENS_PER_SEQUENCE = 2048
 
 @dataclass
 class Faults:
-    """Misbehaviour tests switch on: fail every request, hang, or run `slowdown` times slower."""
+    """Misbehaviour tests switch on: fail every request (or `error_rate` percent of them, as
+    llm-d-inference-sim's --failure-injection-rate does), hang, or run `slowdown` times slower."""
 
     error_status: int = 0
+    error_rate: float = 0.0
     hang: bool = False
     slowdown: float = 1.0
 
@@ -61,6 +64,9 @@ class SimServer:
         self._kv_tokens = 0
         self._slots = asyncio.Semaphore(timing.max_batch)
         self._cache: OrderedDict[int, None] = OrderedDict()
+        # Prefix-cache lookups in prompt tokens, as vLLM counts them (queried, found cached).
+        self.prefix_queries = 0
+        self.prefix_hits = 0
         self._runner: web.AppRunner | None = None
         # Energy integrated over time (idle included), as a power meter on the replica would.
         self.energy_joules = 0.0
@@ -127,6 +133,12 @@ class SimServer:
         lines = []
         for name, value in zip(names, values, strict=True):
             lines += [f"# TYPE {name} gauge", f"{name}{{{labels}}} {value}"]
+        if self.engine != "sglang":
+            for family, count in (
+                ("vllm:prefix_cache_queries", self.prefix_queries),
+                ("vllm:prefix_cache_hits", self.prefix_hits),
+            ):
+                lines += [f"# TYPE {family} counter", f"{family}_total{{{labels}}} {count}"]
         per_gpu = self.timing.power_watts(self.running) / self.timing.gpus
         lines.append("# TYPE DCGM_FI_DEV_POWER_USAGE gauge")
         lines += [
@@ -156,6 +168,8 @@ class SimServer:
             return _error(404, f"The model `{body.get('model')}` does not exist.", "NotFoundError")
         if self.faults.error_status:
             return _error(self.faults.error_status, "injected fault", "InternalServerError")
+        if self.faults.error_rate and random.random() * 100 < self.faults.error_rate:  # noqa: S311
+            return _error(500, "injected fault", "InternalServerError")
         try:
             return await self._generate(request, body, chat)
         except asyncio.CancelledError:
@@ -192,7 +206,9 @@ class SimServer:
                 )
                 await self._sleep(self.timing.kv_transfer_s(prompt_tokens))
             else:
-                cached = self._cache_lookup(text)
+                cached = min(self._cache_lookup(text), prompt_tokens)
+                self.prefix_queries += prompt_tokens
+                self.prefix_hits += cached
                 await self._sleep(self.timing.prefill_s(max(prompt_tokens - cached, 1)))
             ident = f"{'chatcmpl' if chat else 'cmpl'}-{uuid.uuid4().hex[:16]}"
             usage = {

@@ -157,8 +157,16 @@ class RouterMetrics:
         )
         self.energy = Counter(
             f"{PREFIX}_energy_joules",
-            "Energy of served requests (source: measured, modelled or estimated)",
-            ["model", "pool", "source"],
+            "Energy of served requests (source: dcgm, measured from DCGM power; model, from "
+            "the pool's idle/max figures)",
+            ["policy", "model", "pool", "source"],
+            registry=r,
+        )
+        self.carbon = Counter(
+            f"{PREFIX}_carbon_grams",
+            "gCO2e of served requests: their energy times the grid carbon intensity of the "
+            "pool's GPUs",
+            ["policy", "model", "pool"],
             registry=r,
         )
         self.cost = Counter(

@@ -2,16 +2,20 @@
 
 Span tree of one proxied request (names; kinds in brackets):
 
-    {operation} {requested model}        [SERVER]  from the caller's traceparent, if any
+    {operation} {requested model}        [SERVER]  the aiohttp server instrumentation's span
+                                                   (from the caller's traceparent, if any)
       fleetroute.features                            feature extraction (routing core)
       fleetroute.decide                              the policy's choice among pools
       fleetroute.pick_endpoint                       endpoint picker within the pool
-      fleetroute.upstream.prefill        [CLIENT]  P/D: the prefill request
-      fleetroute.upstream.decode         [CLIENT]  the request the client's answer comes from
+      fleetroute.upstream.prefill                    P/D: the prefill step
+        POST                             [CLIENT]  aiohttp client instrumentation
+      fleetroute.upstream.decode                     the request the client's answer comes from
+        POST                             [CLIENT]  aiohttp client instrumentation
 
-Attributes use the OpenTelemetry GenAI semantic conventions where they fit (gen_ai.*), plus
+ext_proc requests get a SERVER span of our own (no aiohttp server there). Attributes use the
+OpenTelemetry semantic conventions' constants (gen_ai.*, http.*, server.*, error.type), plus
 fleetroute.* for routing: policy, algorithm, pool, endpoint, arm scores, exploration, predicted
-and observed latency, energy, cost, reward.
+and observed latency, energy (J, measured or modelled), carbon (g, intensity), cost, reward.
 """
 
 from __future__ import annotations
@@ -24,15 +28,26 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from opentelemetry import trace
+from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as gen_ai
+from opentelemetry.semconv.attributes import (
+    error_attributes,
+    http_attributes,
+    server_attributes,
+    url_attributes,
+)
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from fleetroute.v1alpha1 import config_pb2
-from fleetroute_router import errors
+from fleetroute_router import energy, errors
 from fleetroute_router.decisions import Decision
+from fleetroute_router.endpoints.interfaces import EndpointMetrics
 from fleetroute_router.fleet import Fleet
+from fleetroute_router.metric_sources import configured_intensity
+from fleetroute_router.telemetry import instrumentation
+from fleetroute_router.telemetry.fleet_gauges import FleetGauges
 from fleetroute_router.telemetry.metrics import (
     FALLBACK_REASONS,
     PREFIX,
@@ -141,6 +156,8 @@ class RouterTelemetry:
         self._view = _FleetView()
         self.metrics.registry.register(self._view)
         self._breakers: BreakerCollector | None = None
+        self._gauges = FleetGauges(carbon_intensity=configured_intensity)
+        self.metrics.registry.register(self._gauges)
 
     @property
     def registry(self) -> CollectorRegistry:
@@ -154,9 +171,13 @@ class RouterTelemetry:
         is_open: Callable[[str], bool] | None = None,
         in_flight: Callable[[config_pb2.Pool], int] | None = None,
         awaiting: Callable[[], int] | None = None,
+        endpoint_metrics: Callable[[str], EndpointMetrics | None] | None = None,
+        exporter_watts: Callable[[str], float | None] | None = None,
+        carbon_intensity: Callable[[config_pb2.Pool], tuple[float, str]] | None = None,
     ) -> None:
-        """Report breaker state, in-flight requests per endpoint/pool and decisions awaiting
-        feedback at scrape time."""
+        """Report breaker state, in-flight requests, decisions awaiting feedback, endpoint load
+        and power, and grid carbon intensity at scrape time; `carbon_intensity` also prices
+        each served request's CO2e."""
         if awaiting is not None:
             self.metrics.pending.set_function(lambda: float(awaiting()))
         if is_open is not None and self._breakers is None:
@@ -164,6 +185,12 @@ class RouterTelemetry:
             self.metrics.registry.register(self._breakers)
         if in_flight is not None:
             self._view.in_flight = in_flight
+        if endpoint_metrics is not None:
+            self._gauges.endpoint_metrics = endpoint_metrics
+        if exporter_watts is not None:
+            self._gauges.exporter_watts = exporter_watts
+        if carbon_intensity is not None:
+            self._gauges.carbon_intensity = carbon_intensity
 
     def _endpoints(self) -> Iterable[tuple[str, str]]:
         fleet = self._fleet
@@ -177,6 +204,7 @@ class RouterTelemetry:
         self._view.fleet = fleet
         self._candidates = {p.name: tuple(p.candidates) for p in fleet.config.policies}
         self.metrics.arm_score.clear()
+        self._gauges.fleet = fleet
         self._slos = slos(fleet)
         self.metrics.set_slos(self._slos)
         for pool in fleet.config.pools:
@@ -194,17 +222,26 @@ class RouterTelemetry:
         """The SERVER span of one request, current for the block, continuing the caller's
         trace; routing errors count as rejected requests and mark the span as failed."""
         tracing = self.tracing
-        span = tracing.start(
-            operation,
-            kind=SpanKind.SERVER,
-            context=tracing.extract(headers),
-            attributes={
-                "http.request.method": method,
-                "url.path": path,
-                "gen_ai.operation.name": operation,
-                "gen_ai.provider.name": PROVIDER,
-            },
-        )
+        attributes = {
+            http_attributes.HTTP_REQUEST_METHOD: method,
+            url_attributes.URL_PATH: path,
+            gen_ai.GEN_AI_OPERATION_NAME: operation,
+            gen_ai.GEN_AI_PROVIDER_NAME: PROVIDER,
+        }
+        current = trace.get_current_span()
+        # Behind the aiohttp server instrumentation its SERVER span is the request's span.
+        adopted = tracing.enabled and instrumentation.in_http_server_span()
+        span: Span | None
+        if adopted:
+            span = current
+            span.set_attributes(attributes)
+        else:
+            span = tracing.start(
+                operation,
+                kind=SpanKind.SERVER,
+                context=tracing.extract(headers),
+                attributes=attributes,
+            )
         token = _REQUEST_SPAN.set(span)
         try:
             if span is None:
@@ -217,17 +254,17 @@ class RouterTelemetry:
             if reason is not None:
                 self.metrics.rejected.labels(reason).inc()
             if span is not None:
-                span.set_attribute("error.type", reason or type(error).__name__)
+                span.set_attribute(error_attributes.ERROR_TYPE, reason or type(error).__name__)
                 span.set_status(Status(StatusCode.ERROR, str(error)))
             raise
         except BaseException as error:
             if span is not None:
-                span.set_attribute("error.type", type(error).__name__)
+                span.set_attribute(error_attributes.ERROR_TYPE, type(error).__name__)
                 span.set_status(Status(StatusCode.ERROR))
             raise
         finally:
             _REQUEST_SPAN.reset(token)
-            if span is not None:
+            if span is not None and not adopted:
                 span.end()
 
     def requested(
@@ -244,13 +281,13 @@ class RouterTelemetry:
             return
         span = _request_span()
         span.update_name(f"{operation} {model}")
-        span.set_attribute("gen_ai.operation.name", operation)
-        span.set_attribute("gen_ai.request.model", model)
+        span.set_attribute(gen_ai.GEN_AI_OPERATION_NAME, operation)
+        span.set_attribute(gen_ai.GEN_AI_REQUEST_MODEL, model)
         span.set_attribute("fleetroute.stream", stream)
         if max_tokens:
-            span.set_attribute("gen_ai.request.max_tokens", max_tokens)
+            span.set_attribute(gen_ai.GEN_AI_REQUEST_MAX_TOKENS, max_tokens)
         if prompt is not None and self.tracing.capture_content:
-            span.set_attribute("gen_ai.prompt", prompt)
+            span.set_attribute(gen_ai.GEN_AI_PROMPT, prompt)
 
     def decided(self, decision: Decision, seconds: float, *, span: Span | None = None) -> None:
         """A routing decision: counts, decision latency, arm scores; span attributes."""
@@ -272,7 +309,7 @@ class RouterTelemetry:
         names = sorted(decision.scores)
         target.set_attributes(
             {
-                "gen_ai.response.model": decision.model,
+                gen_ai.GEN_AI_RESPONSE_MODEL: decision.model,
                 "fleetroute.policy": decision.policy,
                 "fleetroute.algorithm": decision.algorithm,
                 "fleetroute.pool": decision.pool,
@@ -331,7 +368,18 @@ class RouterTelemetry:
             m.tpot.labels(*route).observe(tpot, exemplar=exemplar)
         m.tokens.labels(*route, "input").inc(result.prompt_tokens)
         m.tokens.labels(*route, "output").inc(result.completion_tokens)
-        m.energy.labels(decision.model, decision.pool, result.energy_source).inc(result.joules)
+        m.energy.labels(decision.policy, decision.model, decision.pool, result.energy_source).inc(
+            result.joules
+        )
+        fleet = self._fleet
+        pool = fleet.pools.get(decision.pool) if fleet is not None else None
+        intensity, intensity_source = (
+            self._gauges.carbon_intensity(pool)
+            if pool is not None and self._gauges.carbon_intensity is not None
+            else (0.0, "none")
+        )
+        grams = energy.carbon_grams(result.joules, intensity)
+        m.carbon.labels(decision.policy, decision.model, decision.pool).inc(grams)
         dollars = result.dollars
         m.cost.labels(decision.model, decision.pool).inc(dollars)
         if result.reward is not None and decision.policy:
@@ -349,11 +397,15 @@ class RouterTelemetry:
         span = _request_span()
         attributes: dict[str, Any] = {
             "fleetroute.outcome": "success",
-            "gen_ai.usage.input_tokens": result.prompt_tokens,
-            "gen_ai.usage.output_tokens": result.completion_tokens,
+            gen_ai.GEN_AI_USAGE_INPUT_TOKENS: result.prompt_tokens,
+            gen_ai.GEN_AI_USAGE_OUTPUT_TOKENS: result.completion_tokens,
             "fleetroute.duration_s": result.e2e_s,
             "fleetroute.energy.joules": result.joules,
             "fleetroute.energy.source": result.energy_source,
+            "fleetroute.energy.measured": result.energy_source == "dcgm",
+            "fleetroute.carbon.grams": grams,
+            "fleetroute.carbon.intensity_g_per_kwh": intensity,
+            "fleetroute.carbon.intensity_source": intensity_source,
             "fleetroute.cost.dollars": dollars,
         }
         if result.ttft_s is not None:
@@ -416,32 +468,32 @@ class RouterTelemetry:
     def completion(self, text: str) -> None:
         """The answer's text on the current span, only when content capture is on."""
         if self.tracing.enabled and self.tracing.capture_content:
-            _request_span().set_attribute("gen_ai.completion", text)
+            _request_span().set_attribute(gen_ai.GEN_AI_COMPLETION, text)
 
     @contextlib.contextmanager
     def upstream(
         self, step: str, endpoint: str, model: str, pool: str = ""
     ) -> Iterator[dict[str, str]]:
-        """A CLIENT span for one upstream call (step: prefill or decode); yields the W3C headers
-        to send with it (empty when tracing is off: the caller's own headers go through)."""
+        """A span for one upstream call (step: prefill or decode) around the HTTP client span
+        of the aiohttp instrumentation; yields the W3C headers of this span to send with it
+        (the instrumentation replaces them by its own; empty when tracing is off: the
+        caller's own headers go through)."""
         tracing = self.tracing
         if not tracing.enabled:
             yield {}
             return
         host, _, port = endpoint.rpartition(":")
         attributes: dict[str, Any] = {
-            "gen_ai.operation.name": "chat",
-            "gen_ai.request.model": model,
-            "server.address": host,
+            gen_ai.GEN_AI_OPERATION_NAME: gen_ai.GenAiOperationNameValues.CHAT.value,
+            gen_ai.GEN_AI_REQUEST_MODEL: model,
+            server_attributes.SERVER_ADDRESS: host,
             "fleetroute.pool": pool,
             "fleetroute.endpoint": endpoint,
         }
         if port.isdigit():
-            attributes["server.port"] = int(port)
+            attributes[server_attributes.SERVER_PORT] = int(port)
         started = time.monotonic()
-        with tracing.span(
-            f"fleetroute.upstream.{step}", kind=SpanKind.CLIENT, attributes=attributes
-        ) as span:
+        with tracing.span(f"fleetroute.upstream.{step}", attributes=attributes) as span:
             headers: dict[str, str] = {}
             tracing.inject(headers, span)
             yield headers

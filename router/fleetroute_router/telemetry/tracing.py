@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any, Final
 
 from opentelemetry import trace
@@ -240,24 +240,3 @@ def span(
     if tracing.tracer is None:
         return _NO_SPAN
     return tracing.tracer.start_as_current_span(name, attributes=attributes)
-
-
-def grpc_span(
-    method: str, metadata: Iterable[tuple[str, str | bytes]] | None
-) -> contextlib.AbstractContextManager[Span | None]:
-    """A SERVER span for a gRPC call (``fleetroute.v1alpha1.Router/<method>``) continuing the
-    caller's trace from the ``traceparent`` metadata; a no-op when tracing is off."""
-    tracing = _active
-    if tracing.tracer is None:
-        return _NO_SPAN
-    carrier = {str(k): v for k, v in metadata or () if isinstance(v, str)}
-    return tracing.span(
-        f"fleetroute.v1alpha1.Router/{method}",
-        kind=SpanKind.SERVER,
-        context=tracing.extract(carrier),
-        attributes={
-            "rpc.system": "grpc",
-            "rpc.service": "fleetroute.v1alpha1.Router",
-            "rpc.method": method,
-        },
-    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -35,7 +37,8 @@ MC = (
 def test_task_type_rules(prompt: str, task: str) -> None:
     features = text_features(RequestInfo("m", prompt))
     assert features.task == task
-    onehot = features.vector[FEATURE_NAMES.index("task:math") :]
+    start = FEATURE_NAMES.index("task:math")
+    onehot = features.vector[start : start + len(TASKS)]
     assert list(onehot) == [1.0 if t == task else 0.0 for t in TASKS]
 
 
@@ -72,6 +75,57 @@ def test_complexity_grows_with_length_and_math() -> None:
         RequestInfo("m", "Prove that 3^n + 7 = 2k for some k, step by step. " * 40)
     ).vector[index]
     assert 0.0 <= short < hard <= 1.0
+
+
+def _feature(prompt: str, name: str) -> float:
+    return float(text_features(RequestInfo("m", prompt)).vector[FEATURE_NAMES.index(name)])
+
+
+def test_at_most_32_uniquely_named_features() -> None:
+    assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES) == DIMENSION <= 32
+
+
+def test_markup_counts_bracketed_tags() -> None:
+    how_to = "Context:\n[header] How to paint a wall [title] Buy paint. [step] Open the can."
+    assert _feature(how_to, "markup") == 0.75
+    assert _feature("[a] [b] [c] [d] [e] [f]", "markup") == 1.0  # capped
+    assert _feature("A man climbs a ladder. He paints the wall.", "markup") == 0.0
+
+
+def test_brevity_falls_with_the_prompt_length() -> None:
+    assert _feature("hi", "brevity") == 1.0  # capped
+    assert _feature("", "brevity") == 1.0
+    assert _feature("x" * 4 * 63, "brevity") == 0.5  # 63 tokens: 32 / 64
+    assert _feature("x" * 4 * 399, "brevity") == pytest.approx(32 / 400)
+
+
+MATH = (
+    "Solve this.\nQuestion:\nKim has $320 and 1,200.5 beads; she gives 2.5 away. How many are left?"
+)
+
+
+def test_math_features_count_the_numbers_of_a_math_problem() -> None:
+    features = text_features(RequestInfo("m", MATH))
+    assert features.task == "math"
+    words = MATH.count(" ") + MATH.count("\n") + 1  # 17
+    numbers = 3  # 320, 1,200.5 and 2.5: separators inside a number do not split it
+    vector = dict(zip(FEATURE_NAMES, features.vector.tolist(), strict=True))
+    assert vector["math:numbers"] == pytest.approx(math.log1p(numbers) / 3.0)
+    assert vector["math:number_density"] == pytest.approx(numbers / words * 5.0)
+    assert vector["math:words"] == pytest.approx(math.log1p(words) / 6.0)
+    more = text_features(
+        RequestInfo("m", MATH.replace("How many", "Then 4, 5 and 6 more come. How many"))
+    ).vector
+    index = FEATURE_NAMES.index("math:numbers")
+    assert more[index] > features.vector[index]
+
+
+def test_math_features_are_zero_for_other_tasks() -> None:
+    mc_with_numbers = MC.replace("Which planet is largest?", "Which is 12 + 30?")
+    features = text_features(RequestInfo("m", mc_with_numbers))
+    assert features.task == "multiple-choice"
+    for name in ("math:numbers", "math:number_density", "math:words"):
+        assert features.vector[FEATURE_NAMES.index(name)] == 0.0
 
 
 def test_empty_and_non_ascii_prompts() -> None:

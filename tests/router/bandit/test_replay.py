@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from fleetroute.cli import main
+from fleetroute_router.replay import greenserv
+from fleetroute_router.replay.data import fold, half, load_greenserv
 
 FIXTURE = Path(__file__).parent / "fixtures" / "data"
 MEANS = (
@@ -86,6 +88,48 @@ def test_training_on_another_directory_leaves_out_evaluated_prompts(
     assert result["train_rows"] == len(unseen_rows) > 0
 
 
+def test_greenserv_cross_validation_judges_every_fold_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ["--data", str(FIXTURE), "--suite", "greenserv", "--policy", "linucb"]
+    result = _replay(capsys, *args, "--train", str(FIXTURE), "--folds", "3", "--seeds", "2")
+    assert result["folds"] == 3
+    assert result["split"] == (
+        "query_id CRC-32 mod 3: each fold replayed, trained on the other folds"
+    )
+    assert result["evaluated_log_steps"] == 150  # every logged step falls in exactly one fold
+    per_fold = result["per_fold_mean_reward"]
+    assert isinstance(per_fold, list)
+    assert len(per_fold) == len(result["per_fold_best_single_mean_reward"]) == 3  # type: ignore[arg-type]
+    assert all(0.0 <= float(p) <= 1.0 for p in per_fold)
+    assert 0 <= int(result["folds_beating_best_single"]) <= 3  # type: ignore[call-overload]
+    # Each fold trains on about two thirds of the queries' rewards, not on all of them.
+    rewards = len((FIXTURE / "greenserv" / "rewards.csv").read_text().splitlines()) - 1
+    assert 0.4 * rewards < int(result["train_rows"]) < 0.9 * rewards  # type: ignore[call-overload]
+
+
+def test_the_cross_validation_table_names_every_fold(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    args = ["--data", str(FIXTURE), "--suite", "greenserv", "--policy", "linucb"]
+    assert main(["replay", *args, "--train", str(FIXTURE), "--folds", "3"]) == 0
+    table = capsys.readouterr().out
+    assert "per fold, policy (best single model of that fold): " in table
+    assert table.split("that fold): ")[1].split("\n")[0].count("(") == 3
+    assert "over folds" in table
+    assert "of 3 folds beat their best single model" in table
+
+
+def test_cross_validation_never_trains_on_the_fold_it_judges() -> None:
+    data = load_greenserv(FIXTURE)
+    splits = greenserv._cross_validation(data, 4)
+    assert set().union(*(evaluated for evaluated, _ in splits)) == {s.query_id for s in data.log}
+    for evaluated, trained in splits:
+        assert not evaluated & trained
+        assert {fold(q, 4) for q in evaluated} | {fold(q, 4) for q in trained} == {0, 1, 2, 3}
+    assert fold("17", 2) == half("17")
+
+
 @pytest.mark.parametrize("suite", ["routellm-mmlu", "routellm-gsm8k"])
 def test_routellm_replay_on_the_fixture(capsys: pytest.CaptureFixture[str], suite: str) -> None:
     result = _replay(
@@ -142,6 +186,21 @@ def test_the_table_names_every_baseline(capsys: pytest.CaptureFixture[str]) -> N
         (["--data", str(FIXTURE), "--suite", "greenserv", "--param", "alpha=-2"], "alpha=-2.0"),
         (["--data", str(FIXTURE), "--suite", "greenserv", "--param", "alpha"], "NAME=NUMBER"),
         (["--data", str(FIXTURE), "--suite", "greenserv", "--seeds", "0"], "at least 1"),
+        (
+            [
+                "--data",
+                str(FIXTURE),
+                "--suite",
+                "greenserv",
+                "--train",
+                str(FIXTURE),
+                "--folds",
+                "1",
+            ],
+            "--folds must be at least 2",
+        ),
+        (["--data", str(FIXTURE), "--suite", "greenserv", "--folds", "5"], "give --train the same"),
+        (["--data", str(FIXTURE), "--suite", "routellm-gsm8k", "--folds", "5"], "greenserv suite"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(
@@ -183,3 +242,31 @@ def test_real_gsm8k_beats_random_routing(capsys: pytest.CaptureFixture[str]) -> 
     )
     assert float(result["apgr"]) > 0.55  # type: ignore[arg-type]
     assert not math.isnan(float(result["quality_at_half_strong"]))  # type: ignore[arg-type]
+
+
+def test_real_greenserv_cross_validated_beats_the_best_single_model(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The quality bar of bench/README.md: 5-fold cross-validated replay of warm-started LinUCB."""
+    data = str(_real_data())
+    result = _replay(
+        capsys,
+        "--data",
+        data,
+        "--suite",
+        "greenserv",
+        "--policy",
+        "linucb",
+        "--train",
+        data,
+        "--folds",
+        "5",
+        "--seeds",
+        "2",
+    )
+    mean = float(result["policy_mean_reward"])  # type: ignore[arg-type]
+    assert result["evaluated_log_steps"] == 9865  # every logged step judged once
+    assert mean >= 0.78
+    assert mean > float(result["best_single_mean_reward"])  # type: ignore[arg-type]
+    assert mean > float(result["random_mean_reward"]) + 0.05  # type: ignore[arg-type]
+    assert result["folds_beating_best_single"] == 5

@@ -11,7 +11,7 @@ from fleetroute.v1alpha1 import config_pb2, learning_pb2
 from fleetroute_router import feedback, learning
 from fleetroute_router.core import RoutingCore
 from fleetroute_router.dataplane import DataPlane
-from fleetroute_router.features import FEATURE_NAMES
+from fleetroute_router.features import FEATURE_NAMES, RequestInfo
 from fleetroute_router.fleet import Fleet
 from fleetroute_router.policies import registry
 from fleetroute_router.policies.bandits import LinearBandit
@@ -159,6 +159,55 @@ def test_a_quality_prior_primes_only_the_quality_estimates(
     k = live.model.arms.index("llm/qwen-14b-a10g")
     assert live.model.observations[:, k].tolist() == [20.0, 0.0, 0.0, 0.0]
     assert not dataplane.core.quality_unobserved("llm/chat")
+
+
+# The text features before per-query signal (markup, brevity, math:*) was added.
+PREVIOUS_FEATURE_NAMES = (
+    "bias",
+    "prompt_tokens",
+    "max_tokens",
+    "max_tokens_unset",
+    "stream",
+    "priority",
+    "digits",
+    "uppercase",
+    "symbols",
+    "lines",
+    "word_length",
+    "questions",
+    "options",
+    "complexity",
+    "task:math",
+    "task:code",
+    "task:multiple-choice",
+    "task:sentence-completion",
+    "task:fill-in",
+    "task:summary",
+    "task:chat",
+)
+
+
+def test_a_snapshot_of_the_previous_features_is_refused_cleanly(
+    example_config: config_pb2.RouterConfig,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert FEATURE_NAMES[: len(PREVIOUS_FEATURE_NAMES)] == PREVIOUS_FEATURE_NAMES
+    assert len(FEATURE_NAMES) > len(PREVIOUS_FEATURE_NAMES)
+    old = registry.create("linucb", {"seed": 1})
+    assert isinstance(old, LinearBandit)
+    old.update("llm/llama-8b-l4", np.ones(len(PREVIOUS_FEATURE_NAMES)), {"quality": 1.0})
+    path = tmp_path / "learning.pb"
+    learning.save(path, learning.take({"llm/chat": old}, PREVIOUS_FEATURE_NAMES))
+    core = RoutingCore(Fleet.from_config(example_config))
+    assert learning.Snapshotter(path, core.selectors, FEATURE_NAMES).restore() == []
+    assert "policy llm/chat starts fresh" in caplog.text
+    assert "different feature extractor" in caplog.text
+    fresh = core.selectors()["llm/chat"]
+    assert isinstance(fresh, LinearBandit)
+    assert fresh.model.arms == []  # nothing of the old statistics was loaded
+    decision = core.route(RequestInfo(model="fleet/chat", prompt="What is 2+2?"))
+    assert len(decision.features) == len(FEATURE_NAMES)
 
 
 def test_first_start_has_nothing_to_restore(

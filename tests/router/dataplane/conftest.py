@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import aiohttp
 import pytest
@@ -13,6 +14,8 @@ from google.protobuf import duration_pb2
 from multidict import CIMultiDict
 
 from fleetroute.v1alpha1 import config_pb2
+from fleetroute_router.auth import TokenFile
+from fleetroute_router.bench import llmd
 from fleetroute_router.dataplane import DataPlane
 from fleetroute_router.fleet import Fleet
 from fleetroute_router.proxy.app import Limits, ProxyServer
@@ -118,18 +121,26 @@ class Bed:
         failure_mode: int = config_pb2.FAIL_CLOSE,
         min_uncached_prompt_tokens: int = 0,
         ttft_s: float = 0.0,
+        tpot_s: float = 0.0,
+        objective: config_pb2.Objective | None = None,
+        window_s: float = 0.0,
+        parameters: dict[str, float] | None = None,
     ) -> None:
         policy = self.config.policies.add(
             name=alias,
             model_alias=alias,
             candidates=candidates,
-            objective=config_pb2.Objective(quality=1, latency=1),
-            algorithm=config_pb2.Algorithm(name=algorithm),
+            objective=objective or config_pb2.Objective(quality=1, latency=1),
+            algorithm=config_pb2.Algorithm(name=algorithm, parameters=parameters or {}),
             failure_mode=failure_mode,  # type: ignore[arg-type]
             min_uncached_prompt_tokens=min_uncached_prompt_tokens,
         )
         if ttft_s:
             policy.slo.ttft.CopyFrom(duration_pb2.Duration(nanos=int(ttft_s * 1e9)))
+        if tpot_s:
+            policy.slo.tpot.CopyFrom(duration_pb2.Duration(nanos=int(tpot_s * 1e9)))
+        if window_s:
+            policy.feedback_window.CopyFrom(duration_pb2.Duration(nanos=int(window_s * 1e9)))
 
     async def serve(
         self,
@@ -138,12 +149,14 @@ class Bed:
         limits: Limits | None = None,
         picker_config: dict[str, Any] | None = None,
         scrape: bool = True,
+        feedback_token: TokenFile | None = None,
     ) -> ProxyServer:
         self.dataplane = DataPlane(
             Fleet.from_config(self.config),
             picker_config=picker_config,
             scrape=scrape,
             scrape_interval_s=0.02,
+            feedback_token=feedback_token,
         )
         self.dataplane.start()
         self.proxy = ProxyServer(
@@ -198,3 +211,134 @@ def chat(model: str, text: str = "Hello", **extra: Any) -> dict[str, Any]:
 @pytest.fixture
 def make_chat() -> Callable[..., dict[str, Any]]:
     return chat
+
+
+# -- the two model-server simulators the data-plane contract tests run against ---------------
+
+CONTRACT_MODEL = "test/model-8B"
+# llm-d-inference-sim runs its docs' latency profiles at this fraction (tests stay short).
+LLMD_SCALE = 0.25
+
+
+class Backend(Protocol):
+    """Starts model servers of one simulator for the contract tests; `name` says which."""
+
+    name: str
+
+    async def start(
+        self,
+        count: int = 1,
+        *,
+        profile: str = "H100",
+        kvcache: bool = False,
+        per_token: bool = False,
+        failure_rate: float = 0.0,
+        max_num_seqs: int = 16,
+    ) -> list[str]:
+        """`count` servers of CONTRACT_MODEL; returns their host:port addresses."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class FleetrouteSim:
+    """fleetroute's Python simulator (sim/), in this event loop."""
+
+    name = "fleetroute-sim"
+
+    def __init__(self) -> None:
+        self.servers: list[SimServer] = []
+
+    async def start(
+        self,
+        count: int = 1,
+        *,
+        profile: str = "H100",
+        kvcache: bool = False,
+        per_token: bool = False,
+        failure_rate: float = 0.0,
+        max_num_seqs: int = 16,
+    ) -> list[str]:
+        product = llmd.PROFILES[profile].gpu
+        timing = ServerModel.of(CONTRACT_MODEL, product, speed=SPEED, max_batch=max_num_seqs)
+        started = []
+        for _ in range(count):
+            server = SimServer(CONTRACT_MODEL, timing)
+            server.faults.error_rate = failure_rate
+            await server.start()
+            self.servers.append(server)
+            started.append(server.address)
+        return started
+
+    async def close(self) -> None:
+        for server in self.servers:
+            await server.stop()
+
+
+class LlmdSim:
+    """llm-d-inference-sim processes (the binary built by the e2e harness)."""
+
+    name = "llm-d-inference-sim"
+
+    def __init__(self, binary: Path) -> None:
+        self.binary = binary
+        self.processes: list[llmd.SimProcess] = []
+
+    async def start(
+        self,
+        count: int = 1,
+        *,
+        profile: str = "H100",
+        kvcache: bool = False,
+        per_token: bool = False,
+        failure_rate: float = 0.0,
+        max_num_seqs: int = 16,
+    ) -> list[str]:
+        started = []
+        for _ in range(count):
+            process = llmd.SimProcess(
+                self.binary,
+                CONTRACT_MODEL,
+                profile=llmd.PROFILES[profile],
+                scale=LLMD_SCALE,
+                kvcache=kvcache,
+                per_token=per_token,
+                failure_rate=failure_rate,
+                max_num_seqs=max_num_seqs,
+            )
+            self.processes.append(process)
+            await process.start()
+            started.append(process.address)
+        return started
+
+    async def close(self) -> None:
+        for process in self.processes:
+            await process.stop()
+
+
+@pytest.fixture(scope="session")
+def llmd_binary() -> Path:
+    """The llm-d-inference-sim binary; built on first use. Its absence fails the tests that
+    need it (select them out with `-m "not sim"`), it does not skip them."""
+    try:
+        return llmd.find_binary()
+    except llmd.Unavailable as error:
+        pytest.fail(f"llm-d-inference-sim is needed by the `sim` tests: {error}")
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("fleetroute-sim"),
+        pytest.param("llm-d-inference-sim", marks=pytest.mark.sim),
+    ]
+)
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
+    instance: Backend
+    if request.param == "fleetroute-sim":
+        instance = FleetrouteSim()
+    else:
+        instance = LlmdSim(request.getfixturevalue("llmd_binary"))
+    try:
+        yield instance
+    finally:
+        await instance.close()

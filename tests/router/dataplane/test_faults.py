@@ -152,3 +152,34 @@ async def test_client_disconnect_cancels_the_upstream_request(bed: Any, make_cha
                 pass
         assert await eventually(lambda b=before: server.stats.cancelled == b + 1)
     assert await eventually(lambda: bed.dataplane.core.load.in_flight(server.address) == 0)
+
+
+async def test_a_200_that_is_not_json_is_a_failure_retried_elsewhere(
+    bed: Any, make_chat: Any
+) -> None:
+    from aiohttp import web
+
+    async def broken(request: web.Request) -> web.Response:
+        return web.Response(text="<html>proxy error page</html>", content_type="application/json")
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", broken)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        bad = f"127.0.0.1:{runner.addresses[0][1]}"
+        (good,) = await bed.pool("good", "test/small-8B")
+        bed.external_pool("bad", "test/small-8B", [bad])
+        await bed.serve(scrape=False)
+        for _ in range(8):  # the two pools take turns: the broken one is tried until its
+            status, headers, body = await bed.post(  # breaker opens
+                "/v1/chat/completions", make_chat("test/small-8B")
+            )
+            assert status == 200
+            assert headers["x-fleetroute-endpoint"] == good.address
+            assert body["choices"]
+        assert bed.dataplane.breakers.is_open(bad)
+    finally:
+        await runner.cleanup()

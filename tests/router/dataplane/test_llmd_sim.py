@@ -1,4 +1,5 @@
-"""P/D and faults against llm-d-inference-sim processes (the binary comes from the e2e harness)."""
+"""Crashes, hangs and slow processes among llm-d-inference-sim endpoints (the binary comes from
+the e2e harness); what both simulators must do is in test_contract.py."""
 
 from __future__ import annotations
 
@@ -14,50 +15,23 @@ from fleetroute_router.proxy.upstream import Timeouts
 
 pytestmark = pytest.mark.sim
 MODEL = "Qwen/Qwen2.5-1.5B-Instruct"
-LONG = "Summarise this document. " * 200
 Chat = Callable[..., dict[str, Any]]
 
 
-@pytest.fixture(scope="module")
-def binary() -> Path:
-    try:
-        return llmd.find_binary()
-    except llmd.Unavailable as error:
-        pytest.skip(f"llm-d-inference-sim unavailable: {error}")
-
-
 @pytest.fixture
-async def sims(binary: Path) -> AsyncIterator[Callable[..., Any]]:
+async def sims(llmd_binary: Path) -> AsyncIterator[Callable[..., Any]]:
     started: list[llmd.SimProcess] = []
 
     async def start(count: int, **kwargs: Any) -> list[llmd.SimProcess]:
-        batch = [llmd.SimProcess(binary, MODEL, **kwargs) for _ in range(count)]
+        batch = [llmd.SimProcess(llmd_binary, MODEL, **kwargs) for _ in range(count)]
         for process in batch:
-            await process.start()
             started.append(process)
+            await process.start()
         return batch
 
     yield start
     for process in started:
         await process.stop()
-
-
-async def test_remote_prefill_exchange(bed: Any, sims: Any, make_chat: Chat) -> None:
-    (prefill,) = await sims(1, ttft_ms=20, itl_ms=5)
-    (decode,) = await sims(1, ttft_ms=20, itl_ms=5)
-    bed.external_pool("prefill", MODEL, [prefill.address], role="prefill", peer="decode")
-    bed.external_pool("decode", MODEL, [decode.address], role="decode", peer="prefill")
-    bed.policy("fleet/pd", ["decode"], min_uncached_prompt_tokens=256)
-    await bed.serve()
-    for stream in (False, True):
-        body = make_chat("fleet/pd", LONG, max_tokens=4, stream=stream)
-        async with bed.session.post(bed.url("/v1/chat/completions"), json=body) as response:
-            assert response.status == 200
-            assert response.headers["x-fleetroute-prefill-endpoint"] == prefill.address
-            await response.read()
-    # The prefiller answered with kv_transfer_params both times (else its breaker counts).
-    assert not bed.dataplane.breakers.is_open(prefill.address)
-    assert prefill.address not in bed.dataplane.breakers._states
 
 
 async def test_no_request_is_lost_when_processes_die_hang_or_slow(

@@ -1,0 +1,162 @@
+"""Values read from other processes' Prometheus expositions: GPU power from the DCGM exporter of
+an endpoint's node (Endpoint.power), grid carbon intensity of a pool (carbon_intensity_from).
+
+One polling task per URL (a node's exporter serves every GPU of the node); a value older than
+its staleness limit reads as missing, so callers fall back to the server's metrics or the
+pool's configured figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from fleetroute.v1alpha1 import config_pb2
+from fleetroute_router.fleet import Fleet
+
+log = logging.getLogger(__name__)
+DCGM_POWER: Final = "DCGM_FI_DEV_POWER_USAGE"
+POWER_INTERVAL_S: Final = 1.0
+POWER_STALE_S: Final = 5.0
+CARBON_INTERVAL_S: Final = 60.0
+CARBON_STALE_S: Final = 900.0
+
+Sample = tuple[str, Mapping[str, str], float]
+
+
+def read(samples: Iterable[Sample], metric: str, labels: Mapping[str, str]) -> float | None:
+    """Sum of the samples of `metric` carrying all of `labels`; None when none matches."""
+    values = [
+        value
+        for name, have, value in samples
+        if name == metric and all(have.get(k) == v for k, v in labels.items())
+    ]
+    return sum(values) if values else None
+
+
+def parse(text: str) -> list[Sample]:
+    """Every sample of a Prometheus text exposition."""
+    return [
+        (sample.name, sample.labels, float(sample.value))
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    ]
+
+
+@dataclass(frozen=True)
+class _Reading:
+    samples: list[Sample]
+    at: float
+
+
+class MetricSources:
+    """Polls the metric sources of a fleet's config and answers the latest fresh values."""
+
+    def __init__(
+        self,
+        *,
+        power_interval_s: float = POWER_INTERVAL_S,
+        carbon_interval_s: float = CARBON_INTERVAL_S,
+        timeout_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.power_interval_s, self.carbon_interval_s = power_interval_s, carbon_interval_s
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._clock = clock
+        self._power: dict[str, config_pb2.MetricSource] = {}
+        self._carbon: dict[str, config_pb2.MetricSource] = {}
+        self._readings: dict[str, _Reading] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    def set_fleet(self, fleet: Fleet) -> None:
+        """Poll exactly the sources of this config from now on (needs a running event loop)."""
+        self._power = {
+            e.address: e.power for p in fleet.config.pools for e in p.endpoints if e.power.url
+        }
+        self._carbon = {
+            p.name: p.gpu.carbon_intensity_from
+            for p in fleet.config.pools
+            if p.gpu.carbon_intensity_from.url
+        }
+        intervals = {s.url: self.carbon_interval_s for s in self._carbon.values()}
+        intervals |= {s.url: self.power_interval_s for s in self._power.values()}
+        for url in list(self._tasks):
+            if url not in intervals:
+                self._tasks.pop(url).cancel()
+                self._readings.pop(url, None)
+        if intervals and self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        for url, interval in intervals.items():
+            if url not in self._tasks:
+                self._tasks[url] = asyncio.create_task(self._poll(url, interval))
+
+    def _value(self, source: config_pb2.MetricSource, default: str, stale_s: float) -> float | None:
+        reading = self._readings.get(source.url)
+        if reading is None or self._clock() - reading.at > stale_s:
+            return None
+        return read(reading.samples, source.metric or default, source.labels)
+
+    def watts(self, address: str) -> float | None:
+        """Watts the endpoint's GPUs draw per its node's DCGM exporter (None: not known)."""
+        source = self._power.get(address)
+        return None if source is None else self._value(source, DCGM_POWER, POWER_STALE_S)
+
+    def carbon_intensity(self, pool: config_pb2.Pool) -> tuple[float, str]:
+        """The pool's grid gCO2e/kWh and where it came from: metric, config, or none (0)."""
+        source = self._carbon.get(pool.name)
+        if source is not None:
+            value = self._value(source, "", CARBON_STALE_S)
+            if value is not None:
+                return value, "metric"
+        return configured_intensity(pool)
+
+    async def fetch(self, url: str) -> bool:
+        """Read one URL now; False when it could not be read."""
+        assert self._session is not None  # noqa: S101 (set_fleet creates it)
+        try:
+            async with self._session.get(url) as response:
+                if response.status != 200:
+                    return False
+                text = await response.text()
+            samples = parse(text)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as error:
+            log.debug("metric source %s: %s", url, error)
+            return False
+        self._readings[url] = _Reading(samples, self._clock())
+        return True
+
+    async def _poll(self, url: str, interval_s: float) -> None:
+        while True:
+            try:
+                await self.fetch(url)
+            except Exception:  # a failed read must never stop polling
+                log.exception("reading metric source %s", url)
+            await asyncio.sleep(interval_s)
+
+    async def close(self) -> None:
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def configured_intensity(pool: config_pb2.Pool) -> tuple[float, str]:
+    """The pool's configured gCO2e/kWh (GPUPool.spec.carbonIntensity), or (0, none)."""
+    if pool.gpu.carbon_intensity > 0:
+        return pool.gpu.carbon_intensity, "config"
+    return 0.0, "none"
