@@ -34,6 +34,7 @@ NAMESPACE = "fleetroute-chart-e2e"
 FLEET_NAMESPACE = "fleetroute-chart-fleet"
 SERVICE_ACCOUNT = f"{RELEASE}-operator"
 USER = f"system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"
+ROUTER_USER = f"system:serviceaccount:{NAMESPACE}:{RELEASE}-router"
 ROUTER_CONFIG = "fleetroute-router-config"
 GPU_POOL_PREFIX = "chart-e2e-"
 CRDS = ("gpupools.fleetroute.dev", "modelpools.fleetroute.dev", "routingpolicies.fleetroute.dev")
@@ -278,6 +279,24 @@ def test_rbac_is_exactly_the_expectation(
     cluster.kubectl("create", "namespace", namespace, check=False)
     granted = can_i_list(cluster, USER, namespace) - always_rules()
     expected = set().union(*(expected_rules(EXPECTED_RBAC["cluster"][s]) for s in scopes))
+    missing, excess = sorted(expected - granted), sorted(granted - expected)
+    assert (missing, excess) == ([], []), f"missing: {missing}; excess: {excess}"
+
+
+@pytest.mark.parametrize(
+    ("namespace", "scopes"),
+    [
+        pytest.param(NAMESPACE, ("releaseNamespace",), id="release-namespace"),
+        pytest.param(FLEET_NAMESPACE, (), id="other-namespace"),
+    ],
+)
+def test_router_rbac_is_exactly_the_expectation(
+    cluster: Cluster, release: str, namespace: str, scopes: tuple[str, ...]
+) -> None:
+    """The router's ServiceAccount (learning sharing on by default): its own ConfigMaps only."""
+    cluster.kubectl("create", "namespace", namespace, check=False)
+    granted = can_i_list(cluster, ROUTER_USER, namespace) - always_rules()
+    expected = set().union(set(), *(expected_rules(EXPECTED_RBAC["router"][s]) for s in scopes))
     missing, excess = sorted(expected - granted), sorted(granted - expected)
     assert (missing, excess) == ([], []), f"missing: {missing}; excess: {excess}"
 
