@@ -245,6 +245,8 @@ def _objects(
             annotations[PARTS] = str(len(datas))
         else:
             annotations[PART] = str(n)
+            if REPLICA_ANNOTATION in head_annotations:
+                annotations[REPLICA_ANNOTATION] = head_annotations[REPLICA_ANNOTATION]
         metadata: dict[str, Any] = {
             "name": head if n == 0 else part_name(head, n),
             "namespace": namespace,

@@ -10,13 +10,14 @@ from typing import Any
 import kopf
 
 from fleetroute.crds import GROUP, VERSION
-from fleetroute_operator import conditions, reconcile, router_stats
+from fleetroute_operator import conditions, reconcile, replica_fold, router_stats
 from fleetroute_operator.capacity import NodeFacts, node_facts, pod_requests, pool_capacity
 from fleetroute_operator.kube import ApiError, Kube
 from fleetroute_operator.resync import Refresh, Resync
 from fleetroute_operator.settings import Settings
 from fleetroute_operator.telemetry import OperatorTelemetry
 
+log = logging.getLogger(__name__)
 RETRY_DELAY_S = 5.0
 GPUPOOLS = (GROUP, VERSION, "gpupools")
 MODELPOOLS = (GROUP, VERSION, "modelpools")
@@ -41,6 +42,22 @@ class State:
             if settings.router_address
             else None
         )
+        self.learning = (
+            replica_fold.ReplicaFolder(
+                kube, settings.router_config_namespace, settings.learning_stale_after
+            )
+            if settings.learning_fold
+            else None
+        )
+
+    def fold_learning(self) -> None:
+        """Fold departed router replicas into the base and refresh the merged view (resync)."""
+        if self.learning is None:
+            return
+        try:
+            self.learning.sync()
+        except ApiError as error:
+            log.warning("router learning not folded this pass: %s", error)
 
 
 def _state(memo: kopf.Memo) -> State:
@@ -264,7 +281,12 @@ def resync(
         # figures are partial: it leaves GPUPool status (cluster-scoped) to a cluster-wide one.
         refreshes = tuple(r for r in refreshes if r.kind != "GPUPool")
     return Resync(
-        state.kube, memo, indices, refreshes, observed.reconciler("RouterConfig", router_config)
+        state.kube,
+        memo,
+        indices,
+        refreshes,
+        observed.reconciler("RouterConfig", router_config),
+        before=state.fold_learning,
     )
 
 

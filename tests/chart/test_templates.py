@@ -466,8 +466,10 @@ def _check_service_account_annotations(r: Rendered) -> None:
 
 def _check_no_sharing(r: Rendered) -> None:
     assert [role["metadata"]["name"] for role in r.of("Role")] == [OPERATOR]
+    assert rules_of(r.one("Role", OPERATOR)) == expected("cluster", "releaseNamespaceNoSharing")
     assert pod_spec(r, ROUTER)["automountServiceAccountToken"] is False
     assert "--learning-publish" not in args(r, ROUTER, "router")
+    assert "--no-learning-fold" in args(r, OPERATOR, "operator")
 
 
 def _check_existing_router_account(r: Rendered) -> None:
@@ -712,7 +714,16 @@ VALUE_CASES: list[tuple[str, dict[str, Any], Check]] = [
         {"containerSecurityContext": {"privileged": False}},
         _check_container_security,
     ),
-    ("routerConfig.name", {"routerConfig": {"name": "router-config"}}, _check_router_config_name),
+    # Learning sharing (on by default) gives the operator patch on every ConfigMap of the
+    # release namespace; without it, patch is limited to the router config's name.
+    (
+        "routerConfig.name",
+        {
+            "routerConfig": {"name": "router-config"},
+            "router": {"learningSharing": {"enabled": False}},
+        },
+        _check_router_config_name,
+    ),
     (
         "operator.logLevel",
         {"operator": {"logLevel": "DEBUG"}},

@@ -27,28 +27,18 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from fleetroute.learning_fold import add_counts
 from fleetroute.replica_learning import Published
 from fleetroute.v1alpha1 import learning_pb2
 from fleetroute_router.arm_stats import ArmStatistics as Counts
 from fleetroute_router.learning.merge import Key, key
-from fleetroute_router.learning.state import arm_to_proto, from_proto, to_proto
+from fleetroute_router.learning.state import from_proto, to_proto
 from fleetroute_router.policies.bandits import LinearBandit
 from fleetroute_router.policies.base import SelectionPolicy
 from fleetroute_router.policies.linear import ArmStatistics, LinearModel
 
 log = logging.getLogger(__name__)
 Totals = dict[Key, ArmStatistics]
-
-
-def _scaled(stats: ArmStatistics, factor: float) -> ArmStatistics:
-    return ArmStatistics(
-        stats.arm,
-        stats.gram * factor,
-        stats.target * factor,
-        stats.observations * factor,
-        stats.reward_sum * factor,
-        stats.objective,
-    )
 
 
 def add_into(total: Totals, arms: Iterable[ArmStatistics]) -> None:
@@ -92,53 +82,6 @@ def fits(model: LinearModel, state: learning_pb2.LearnerState) -> bool:
         and (not state.HasField("prior_mean") or state.prior_mean == model.prior_mean)
         and set(state.objectives) <= set(model.objectives)
     )
-
-
-def add_counts(into: learning_pb2.PolicyCounts, more: learning_pb2.PolicyCounts) -> None:
-    """Add one replica's decision and score counts of a policy to another's (they are sums)."""
-    arms = {a.arm: a for a in into.arms}
-    for arm in more.arms:
-        held = arms.get(arm.arm)
-        if held is None:
-            held = into.arms.add(arm=arm.arm)
-            arms[arm.arm] = held
-        held.decisions += arm.decisions
-        for objective, value in arm.observations.items():
-            held.observations[objective] = held.observations.get(objective, 0.0) + value
-        for objective, value in arm.score_sums.items():
-            held.score_sums[objective] = held.score_sums.get(objective, 0.0) + value
-
-
-def fold(
-    base: learning_pb2.RouterLearning, gone: learning_pb2.RouterLearning
-) -> learning_pb2.RouterLearning:
-    """The base with a departed replica's last contribution added. A discounted policy's base
-    first forgets as the policy says: by discount^n, n the observations the replica adds."""
-    merged = learning_pb2.RouterLearning()
-    merged.CopyFrom(base)
-    merged.replica = "base"
-    merged.taken_at.GetCurrentTime()
-    for name, state in gone.policies.items():
-        held = merged.policies.get(name)
-        if held is None or held.dimension != state.dimension or held.discount != state.discount:
-            merged.policies[name].CopyFrom(state)
-            continue
-        total: Totals = {}
-        adding = from_proto(state)
-        if state.discount < 1.0:
-            seen = {key(a): a.observations for a in adding}
-            add_into(
-                total,
-                (_scaled(a, state.discount ** seen.get(key(a), 0.0)) for a in from_proto(held)),
-            )
-        else:
-            add_into(total, from_proto(held))
-        add_into(total, adding)
-        del held.arms[:]
-        held.arms.extend(arm_to_proto(a) for a in total.values())
-    for name, counts in gone.counts.items():
-        add_counts(merged.counts[name], counts)
-    return merged
 
 
 class ReplicaLearning:

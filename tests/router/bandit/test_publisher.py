@@ -10,11 +10,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from fleetroute import replica_learning
+from fleetroute.learning_fold import fold
 from fleetroute.replica_learning import Owner
 from fleetroute.v1alpha1 import learning_pb2
 from fleetroute_router.arm_stats import ArmStatistics as Counts
 from fleetroute_router.learning.publisher import Publisher
-from fleetroute_router.learning.replicas import ReplicaLearning, fold
+from fleetroute_router.learning.replicas import ReplicaLearning
 from fleetroute_router.policies.bandits import LinUCB
 from fleetroute_router.policies.base import Arm
 
