@@ -306,6 +306,19 @@ def test_replicas_share_learning_and_keep_it_across_restarts(
         assert elapsed <= 2 * PERIOD_S * 1.1 + 0.5
         learned = a.choices()
 
+        # RoutingPolicy status: the merged view of both replicas, each one's last publish.
+        def merged_status() -> dict[str, Any] | None:
+            found = cluster.kubectl_json("get", "routingpolicy", "chat", "-n", NAMESPACE)
+            status: dict[str, Any] = found.get("status") or {}
+            names = [r["name"] for r in status.get("replicas") or []]
+            decisions = sum(arm.get("decisions", 0) for arm in status.get("arms") or [])
+            # Every Route counted, on both replicas: A's teaching and probes, B's probes.
+            return status if names == ["router-a", "router-b"] and decisions >= 120 else None
+
+        status = wait_for("the merged view in RoutingPolicy status", merged_status, timeout=30)
+        assert not any(r["stale"] for r in status["replicas"])
+        assert status["topArm"] == GOOD_POOL
+
         # Each replica's ConfigMap is owned by its Pod and held for the operator's fold.
         head = replica_learning.object_name("router-a")
 

@@ -183,11 +183,20 @@ def policy_status(
 ) -> None:
     """Refresh which candidates exist and are Ready, and what the router learned of each."""
     pools = {key: pool for key in index_modelpools if (pool := _one(index_modelpools, key))}
-    stats = _state(memo).router_stats
+    state = _state(memo)
+    stats = state.router_stats
     meta = body["metadata"]
-    learned = stats.get().get(f"{meta['namespace']}/{meta['name']}") if stats else None
+    key = f"{meta['namespace']}/{meta['name']}"
+    learned = stats.get().get(key) if stats else None
+    view = state.learning.view if state.learning is not None else None
+    replicas = None
+    if view is not None:  # the merged learning of every replica, rather than one router's
+        objective = (body.get("spec") or {}).get("objective") or {}
+        weights = {str(k): float(v) for k, v in objective.items()}
+        learned = replica_fold.policy_learned(view, key, weights) or learned
+        replicas = replica_fold.replicas_status(view)
     try:
-        status = reconcile.routingpolicy_status(body, pools, learned)
+        status = reconcile.routingpolicy_status(body, pools, learned, replicas)
     except reconcile.InvalidSpec as error:
         _patch_status(body, patch, reconcile.invalid_spec(body, str(error)))
         raise kopf.PermanentError(f"invalid RoutingPolicy: {error}") from error

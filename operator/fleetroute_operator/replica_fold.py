@@ -21,6 +21,7 @@ from fleetroute import learning_fold, replica_learning
 from fleetroute.replica_learning import Base, Published
 from fleetroute.v1alpha1 import learning_pb2
 from fleetroute_operator.kube import ApiError, Kube
+from fleetroute_operator.router_stats import ArmSummary, PolicyLearned
 
 log = logging.getLogger(__name__)
 Manifest = dict[str, Any]
@@ -200,3 +201,45 @@ class ReplicaFolder:
             if not p.deleting
         )
         return LearningView(learning_fold.merged_counts(sources), seen, tuple(folded))
+
+
+def policy_learned(
+    view: LearningView, policy: str, weights: Mapping[str, float]
+) -> PolicyLearned | None:
+    """What every replica together learned of a policy ("namespace/name"): each arm's share of
+    the decisions, and its mean reward, each objective's mean score combined with the policy's
+    weights over the objectives measured; None when no replica counted the policy."""
+    counts = view.counts.get(policy)
+    if counts is None or not counts.arms:
+        return None
+    total = sum(a.decisions for a in counts.arms)
+    arms = []
+    for arm in counts.arms:
+        means = {o: arm.score_sums.get(o, 0.0) / n for o, n in arm.observations.items() if n > 0}
+        known = [(w, means[o]) for o, w in weights.items() if o in means and w > 0]
+        weight = sum(w for w, _ in known)
+        arms.append(
+            ArmSummary(
+                arm.arm,
+                arm.decisions / total if total else 0.0,
+                sum(w * m for w, m in known) / weight if weight > 0 else None,
+                int(arm.decisions),
+            )
+        )
+    quality = sum(a.observations.get("quality", 0.0) for a in counts.arms)
+    return PolicyLearned(tuple(sorted(arms, key=lambda a: (-a.share, a.pool))), quality)
+
+
+def replicas_status(view: LearningView) -> list[dict[str, Any]]:
+    """RoutingPolicy status's replicas: each one's last publish, and whether it went silent."""
+    return [
+        {
+            "name": r.name,
+            "lastPublishTime": replica_learning.format_time(r.published_at)
+            if r.published_at
+            else None,
+            "sequence": r.sequence,
+            "stale": r.stale,
+        }
+        for r in sorted(view.replicas, key=lambda r: r.name)
+    ]

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from fleetroute import learning_fold, replica_learning
+from fleetroute.crds.routingpolicy import RoutingPolicyStatus
 from fleetroute.v1alpha1 import learning_pb2
+from fleetroute_operator import conditions, reconcile, replica_fold
 from fleetroute_operator.kube import ApiError
 from fleetroute_operator.replica_fold import ReplicaFolder
 
@@ -240,3 +242,55 @@ def test_a_replica_that_wrote_after_it_was_read_is_not_released_in_that_pass() -
     folder.sync(NOW)  # folded already at that sequence: only released
     assert replica_learning.object_name("r1") not in kube.objects
     assert base(kube).sequence == 1
+
+
+def _chat(example_objects: list[dict[str, Any]]) -> dict[str, Any]:
+    (body,) = [o for o in example_objects if o["kind"] == "RoutingPolicy"]
+    return copy.deepcopy(body)
+
+
+def test_policy_status_shows_the_merged_view_and_flags_a_silent_replica(
+    example_objects: list[dict[str, Any]],
+) -> None:
+    kube, rng = LearningKube(), np.random.default_rng(5)
+    one, two = learning("r1", rng, 20), learning("r2", rng, 60)
+    publish(kube, "r1", 1, one)
+    publish(kube, "r2", 4, two)
+    folder = ReplicaFolder(kube, NAMESPACE, stale_after_s=30.0)
+    folder.sync(NOW)
+    delete_replica(kube, "r1")
+    folder.sync(NOW)  # r1 folded: counted through the base
+    one_arm = {a.arm: a for a in one.counts[POLICY].arms}
+    two_arm = {a.arm: a for a in two.counts[POLICY].arms}
+    learned = replica_fold.policy_learned(folder.view, POLICY, {"quality": 0.5, "latency": 0.2})
+    assert learned is not None
+    by_pool = {a.pool: a for a in learned.arms}
+    assert by_pool["a"].decisions == 80
+    assert by_pool["a"].share == pytest.approx(0.5)
+    expected = (one_arm["a"].score_sums["quality"] + two_arm["a"].score_sums["quality"]) / 80
+    assert by_pool["a"].mean_reward == pytest.approx(expected)  # only quality was measured
+    assert learned.quality_observations == pytest.approx(160.0)
+    assert replica_fold.policy_learned(folder.view, "other/policy", {"quality": 1.0}) is None
+
+    body = _chat(example_objects)
+    view = folder.sync(NOW + timedelta(seconds=31))
+    status = reconcile.routingpolicy_status(body, {}, learned, replica_fold.replicas_status(view))
+    assert status["replicas"] == [
+        {
+            "name": "r2",
+            "lastPublishTime": "2026-12-03T12:00:00.000000Z",
+            "sequence": 4,
+            "stale": True,
+        }
+    ]
+    assert status["arms"][0]["decisions"] == 80
+    publishing = conditions.find(status["conditions"], reconcile.REPLICAS_PUBLISHING)
+    assert publishing is not None
+    assert (publishing["status"], publishing["reason"]) == ("False", "StaleReplica")
+    assert "r2" in publishing["message"]
+    fresh = replica_fold.replicas_status(folder.sync(NOW + timedelta(seconds=1)))
+    status = reconcile.routingpolicy_status(body, {}, learned, fresh)
+    publishing = conditions.find(status["conditions"], reconcile.REPLICAS_PUBLISHING)
+    assert publishing is not None
+    assert publishing["status"] == "True"
+    RoutingPolicyStatus.model_validate(status)  # the CRD's status schema takes it
