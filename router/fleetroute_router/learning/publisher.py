@@ -126,18 +126,22 @@ class Publisher:
         if not self.sync.resumed:
             own = [p for p in found.published if p.replica == self.sync.replica]
             self.sync.resume(own[0] if own else None)
-        self._merge(found)
+        await self._merge(found)
         return True
 
-    def _merge(self, found: Read) -> None:
+    async def _merge(self, found: Read) -> None:
+        """Select the latest publishes (on the loop), sum them in a thread, rebuild the
+        policies (on the loop: a few small matrix copies and inverses per arm)."""
         for problem in found.problems:
             log.warning("learning object not merged (read again next period): %s", problem)
         base = found.base
-        changed = self.sync.absorb(
+        changed = self.sync.select(
             found.published,
             base.learning if base is not None else None,
             base.folded if base is not None else None,
         )
+        shared = await self._blocking(self.sync.shared_totals, self.sync.models())
+        self.sync.rebuild(shared)
         self.metrics.peers.set(len(self.sync.peers))
         if changed:
             log.debug("merged the learning of %s", ", ".join(sorted(changed)))
@@ -147,10 +151,10 @@ class Publisher:
         logged) when the API server refused or did not answer."""
         if not self.sync.resumed and not await self.load():
             return False
-        learning = self.sync.publish()  # on the loop: copies of the live statistics
+        build = self.sync.capture()  # on the loop: copies of the live statistics
         sequence = self.sync.sequence
         try:
-            size = await self._blocking(self._write, sequence, learning)
+            size = await self._blocking(self._write, sequence, build)
             found = await self._blocking(read, self.store)
         except StoreError as error:
             self._failed(error, "publish")
@@ -162,12 +166,12 @@ class Publisher:
             log.info("learning published again after %d failed tries", self.failures)
         self.failures, self.last_error = 0, ""
         self.metrics.backoff.set(0)
-        self._merge(found)
+        await self._merge(found)
         return True
 
-    def _write(self, sequence: int, learning: learning_pb2.RouterLearning) -> int:
+    def _write(self, sequence: int, build: Callable[[], learning_pb2.RouterLearning]) -> int:
         objects = replica_learning.manifests(
-            self.namespace, self.sync.replica, sequence, learning, self.owner
+            self.namespace, self.sync.replica, sequence, build(), self.owner
         )
         for manifest in objects:  # parts first, the head last
             self.store.apply(manifest)

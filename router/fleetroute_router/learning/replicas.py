@@ -107,6 +107,8 @@ class ReplicaLearning:
         # Per policy: the bandit being tracked and its local start state (prior excluded).
         self._local: dict[str, tuple[LinearBandit, Totals]] = {}
         self._refused: set[tuple[str, str]] = set()
+        # The base's and the peers' statistics summed, per policy (see shared_totals).
+        self._shared: dict[str, Totals] | None = None
 
     def bandits(self) -> dict[str, LinearBandit]:
         """The learning policies by name; a policy seen for the first time (or rebuilt with a
@@ -121,6 +123,7 @@ class ReplicaLearning:
                 add_into(local, contribution(selector.model))
                 selector.track_own()
                 self._local[name] = (selector, local)
+                self._shared = None  # its parameters decide what fits
             found[name] = selector
         for gone in set(self._local) - set(found):
             del self._local[gone]
@@ -164,9 +167,21 @@ class ReplicaLearning:
         base: learning_pb2.RouterLearning | None = None,
         folded: Mapping[str, int] | None = None,
     ) -> list[str]:
-        """Take in the peers' latest publishes and the base, then rebuild every policy; returns
-        the peers whose contribution changed. A peer already folded into the base (at that
-        sequence or later) is counted through the base only."""
+        """`select`, then `rebuild` with the peers' statistics summed here (the publisher sums
+        them in a worker thread instead)."""
+        changed = self.select(published, base, folded)
+        self.rebuild(self.shared_totals())
+        return changed
+
+    def select(
+        self,
+        published: Sequence[Published],
+        base: learning_pb2.RouterLearning | None = None,
+        folded: Mapping[str, int] | None = None,
+    ) -> list[str]:
+        """Take in the peers' latest publishes and the base; returns the peers whose
+        contribution changed. A peer already folded into the base (at that sequence or later)
+        is counted through the base only; a stale read (an older sequence) changes nothing."""
         folded = folded or {}
         latest: dict[str, Published] = {}
         changed = []
@@ -181,19 +196,28 @@ class ReplicaLearning:
             changed.append(item.replica)
         changed += [r for r in self._peers if r not in latest]
         self._peers = latest
-        if base is not None:
+        if base is not None and base is not self._base:
             self._base = base
-        self.rebuild()
+            changed.append("base")
+        if changed:
+            self._shared = None
         return changed
 
-    def rebuild(self) -> None:
-        """Set every policy to λI + local start state + base + every replica's contribution."""
-        for name, bandit in self.bandits().items():
-            model = bandit.model
-            total: Totals = dict(self._local[name][1])
-            if bandit.own is not None:
-                add_into(total, contribution(bandit.own))
-            sources = [("base", self._base)] + [(r, p.learning) for r, p in self._peers.items()]
+    def models(self) -> dict[str, LinearModel]:
+        """The learning policies' models by name (on the loop, for `shared_totals`)."""
+        return {name: bandit.model for name, bandit in self.bandits().items()}
+
+    def shared_totals(self, models: Mapping[str, LinearModel] | None = None) -> dict[str, Totals]:
+        """Per policy, the base's and every peer's statistics summed (no prior): pure over the
+        messages selected, so it may run in a worker thread; kept until `select` changes them."""
+        models = self.models() if models is None else models
+        cached = self._shared
+        if cached is not None and set(cached) == set(models):
+            return cached
+        sources = [("base", self._base)] + [(r, p.learning) for r, p in self._peers.items()]
+        shared: dict[str, Totals] = {}
+        for name, model in models.items():
+            total = shared.setdefault(name, {})
             for source, learning in sources:
                 state = learning.policies.get(name)
                 if state is None:
@@ -206,6 +230,18 @@ class ReplicaLearning:
                     if (source, name) not in self._refused:
                         self._refused.add((source, name))
                         log.warning("policy %s: not merging %s: %s", name, source, error)
+        self._shared = shared
+        return shared
+
+    def rebuild(self, shared: Mapping[str, Totals]) -> None:
+        """Set every policy to λI + local start state + own contribution + `shared` (the base's
+        and the peers', from `shared_totals`)."""
+        for name, bandit in self.bandits().items():
+            model = bandit.model
+            total: Totals = dict(self._local[name][1])
+            if bandit.own is not None:
+                add_into(total, contribution(bandit.own))
+            add_into(total, shared.get(name, {}).values())
             for stats in total.values():
                 if stats.objective not in model.objectives:
                     continue
@@ -227,20 +263,33 @@ class ReplicaLearning:
     def publish(self) -> learning_pb2.RouterLearning:
         """This replica's own contribution under the next sequence number (call `resume` first:
         publishing before it would overwrite the contribution of an earlier run)."""
+        return self.capture()()
+
+    def capture(self) -> Callable[[], learning_pb2.RouterLearning]:
+        """`publish` in two steps: the next sequence number and copies of the live statistics
+        now (on the loop), and a function building the message from them (in a thread)."""
         if not self.resumed:
             raise RuntimeError("publish before resume would drop an earlier run's learning")
         self.sequence += 1
-        learning = learning_pb2.RouterLearning(replica=self.replica)
-        learning.taken_at.GetCurrentTime()
-        for name, bandit in self.bandits().items():
-            if bandit.own is None or not bandit.own.dimension:
-                continue
-            learning.policies[name].CopyFrom(
-                to_proto(bandit, self.feature_names, contribution(bandit.own), delta=True)
-            )
-        for policy, counts in self._counts().state().items():
-            learning.counts[policy].CopyFrom(counts)
-        return learning
+        taken = [
+            (name, bandit, contribution(bandit.own))
+            for name, bandit in self.bandits().items()
+            if bandit.own is not None and bandit.own.dimension
+        ]
+        counts = self._counts().state()
+
+        def build() -> learning_pb2.RouterLearning:
+            learning = learning_pb2.RouterLearning(replica=self.replica)
+            learning.taken_at.GetCurrentTime()
+            for name, bandit, arms in taken:
+                learning.policies[name].CopyFrom(
+                    to_proto(bandit, self.feature_names, arms, delta=True)
+                )
+            for policy, message in counts.items():
+                learning.counts[policy].CopyFrom(message)
+            return learning
+
+        return build
 
     def merged_counts(self) -> dict[str, learning_pb2.PolicyCounts]:
         """Decision and score counts per policy over the base, the peers and this replica."""
@@ -255,9 +304,13 @@ class ReplicaLearning:
 
 def _positive(gram: np.ndarray, floor: float) -> np.ndarray:
     """A symmetric matrix with eigenvalues raised to at least `floor` (a discounted merge can
-    subtract a little more than a replica still holds)."""
-    values, vectors = np.linalg.eigh((gram + gram.T) / 2.0)
-    if values.min() >= floor:
-        return gram
-    result: np.ndarray = (vectors * np.maximum(values, floor)) @ vectors.T
-    return result
+    subtract a little more than a replica still holds). A Cholesky factorisation (microseconds)
+    tells whether it already is; only a matrix that is not pays for the eigendecomposition."""
+    symmetric = (gram + gram.T) / 2.0
+    try:
+        np.linalg.cholesky(symmetric - floor * (1.0 - 1e-9) * np.eye(gram.shape[0]))
+    except np.linalg.LinAlgError:
+        values, vectors = np.linalg.eigh(symmetric)
+        result: np.ndarray = (vectors * np.maximum(values, floor)) @ vectors.T
+        return result
+    return gram
