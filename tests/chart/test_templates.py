@@ -150,8 +150,16 @@ def test_defaults_render_the_expected_objects(defaults: Rendered) -> None:
         "Service",
         "ServiceAccount",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ]
-    namespaced = [d for d in defaults if d["kind"] not in ("ClusterRole", "ClusterRoleBinding")]
+    cluster_scoped = (
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    )
+    namespaced = [d for d in defaults if d["kind"] not in cluster_scoped]
     for doc in namespaced:
         if doc["kind"] != "CustomResourceDefinition":
             assert doc["metadata"]["namespace"] == NAMESPACE, doc["kind"]
@@ -1267,8 +1275,30 @@ def test_router_shares_learning_as_its_pod_with_a_role_for_its_configmaps(
     assert account["automountServiceAccountToken"] is False  # only the router pods mount it
 
 
+def test_the_router_may_write_only_replica_learning_configmaps(defaults: Rendered) -> None:
+    policy = defaults.one("ValidatingAdmissionPolicy")
+    name = policy["metadata"]["name"]
+    assert name == f"fleetroute-{NAMESPACE}-router-learning"
+    user = f"system:serviceaccount:{NAMESPACE}:{ROUTER}"
+    assert policy["spec"]["matchConditions"] == [
+        {"name": "the-router", "expression": f'request.userInfo.username == "{user}"'}
+    ]
+    (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert (rule["resources"], rule["operations"]) == (["configmaps"], ["CREATE", "UPDATE"])
+    (validation,) = policy["spec"]["validations"]
+    for term in ("'fleetroute-learning-'", "'fleetroute-learning-base'", "== 'replica'"):
+        assert term in validation["expression"]
+    binding = defaults.one("ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["policyName"] == name
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert binding["spec"]["matchResources"]["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}
+    }
+
+
 def test_without_sharing_the_router_has_no_role_and_no_token(helm: Helm) -> None:
     rendered = helm.template({"router": {"learningSharing": {"enabled": False}}})
+    assert rendered.of("ValidatingAdmissionPolicy") == []
     assert [r["metadata"]["name"] for r in rendered.of("Role")] == [OPERATOR]
     assert pod_spec(rendered, ROUTER)["automountServiceAccountToken"] is False
     assert not [a for a in args(rendered, ROUTER, "router") if a.startswith("--learning-pub")]
@@ -1278,3 +1308,13 @@ def test_without_sharing_the_router_has_no_role_and_no_token(helm: Helm) -> None
 def test_a_publish_period_reaches_the_router(helm: Helm) -> None:
     rendered = helm.template({"router": {"learningSharing": {"publishPeriod": 2.5}}})
     assert "--learning-publish-period=2.5" in args(rendered, ROUTER, "router")
+
+
+def test_namespace_scoped_without_a_router_keeps_the_narrow_configmap_rule(helm: Helm) -> None:
+    rendered = helm.template(
+        {"operator": {"watchNamespaces": WATCHED}, "router": {"enabled": False}}
+    )
+    assert rules_of(rendered.one("Role", OPERATOR)) == expected(
+        "namespaced", "releaseNamespaceNoRouter"
+    )
+    assert "--no-learning-fold" in args(rendered, OPERATOR, "operator")
