@@ -139,6 +139,7 @@ class Publisher:
             found.published,
             base.learning if base is not None else None,
             base.folded if base is not None else None,
+            base.sequence if base is not None else None,
         )
         shared = await self._blocking(self.sync.shared_totals, self.sync.models())
         self.sync.rebuild(shared)

@@ -109,6 +109,7 @@ class ReplicaLearning:
         self._refused: set[tuple[str, str]] = set()
         # The base's and the peers' statistics summed, per policy (see shared_totals).
         self._shared: dict[str, Totals] | None = None
+        self._base_sequence: int | None = None
 
     def bandits(self) -> dict[str, LinearBandit]:
         """The learning policies by name; a policy seen for the first time (or rebuilt with a
@@ -178,8 +179,10 @@ class ReplicaLearning:
         published: Sequence[Published],
         base: learning_pb2.RouterLearning | None = None,
         folded: Mapping[str, int] | None = None,
+        base_sequence: int | None = None,
     ) -> list[str]:
-        """Take in the peers' latest publishes and the base; returns the peers whose
+        """Take in the peers' latest publishes and the base (`base_sequence`: its sequence
+        number, so that reading the same base again changes nothing); returns the peers whose
         contribution changed. A peer already folded into the base (at that sequence or later)
         is counted through the base only; a stale read (an older sequence) changes nothing."""
         folded = folded or {}
@@ -196,8 +199,8 @@ class ReplicaLearning:
             changed.append(item.replica)
         changed += [r for r in self._peers if r not in latest]
         self._peers = latest
-        if base is not None and base is not self._base:
-            self._base = base
+        if base is not None and (base_sequence is None or base_sequence != self._base_sequence):
+            self._base, self._base_sequence = base, base_sequence
             changed.append("base")
         if changed:
             self._shared = None

@@ -217,3 +217,23 @@ async def test_a_folded_replica_counts_through_the_base_only() -> None:
     c = Replica("c", store)
     assert await c.publisher.load()
     _same_model(a.bandit, c.bandit)
+
+
+async def test_the_same_base_read_again_changes_nothing() -> None:
+    store = MemoryStore()
+    a = Replica("a", store)
+    assert await a.publisher.load()
+    a.learn(np.random.default_rng(7), 20)
+    assert await a.publisher.publish()
+    gone, _ = replica_learning.replicas(store.list())
+    base = fold(learning_pb2.RouterLearning(), gone[0].learning)
+    for manifest in replica_learning.base_manifests("ns", 3, base, {"a": gone[0].sequence}):
+        store.apply(manifest)
+    b = Replica("b", store)
+    assert await b.publisher.load()
+    shared = b.sync.shared_totals()
+    read, _ = replica_learning.read_base(store.list())
+    assert read is not None
+    assert b.sync.select([], read.learning, read.folded, read.sequence) == []
+    assert b.sync.shared_totals() is shared  # nothing summed again
+    assert b.sync.select([], read.learning, read.folded, read.sequence + 1) == ["base"]
