@@ -9,7 +9,6 @@ import gc
 import logging
 import os
 import signal
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from fleetroute_router import errors
 from fleetroute_router.auth import TokenFile
 from fleetroute_router.config_source import ConfigSource
 from fleetroute_router.dataplane import DataPlane
+from fleetroute_router.defaults import embedded_config_path
 from fleetroute_router.endpoints.config import EndpointConfigError
 from fleetroute_router.extproc.server import ExtProcServer
 from fleetroute_router.features import FEATURE_NAMES
@@ -37,7 +37,6 @@ from fleetroute_router.telemetry import tracing
 from fleetroute_router.telemetry.exposition import MetricsServer
 
 log = logging.getLogger(__name__)
-EMBEDDED_CONFIG = "example-fleet.yaml"
 EXAMPLE = (
     "from openai import OpenAI\n"
     'client = OpenAI(base_url="{base}", api_key="unused")\n'
@@ -45,11 +44,6 @@ EXAMPLE = (
     '    model="{model}", messages=[{{"role": "user", "content": "Hello"}}])\n'
     'print(reply.headers["x-fleetroute-pool"], reply.parse().choices[0].message.content)'
 )
-
-
-def embedded_config_path() -> Path:
-    """The example fleet's RouterConfig shipped inside the package."""
-    return Path(str(resources.files("fleetroute_router.defaults").joinpath(EMBEDDED_CONFIG)))
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from fleetroute import routerconfig
 from fleetroute.v1alpha1 import learning_pb2
-from fleetroute_router import command
+from fleetroute_router import command, defaults
 from fleetroute_router.sim.fleet import SimFleet
 
 
@@ -34,7 +34,7 @@ def embedded_ports_taken() -> Iterator[None]:
     """Every port of the embedded fleet held by someone else, as while `make serve` runs."""
     held = []
     try:
-        for address in SimFleet(routerconfig.load(command.embedded_config_path())).servers:
+        for address in SimFleet(routerconfig.load(defaults.embedded_config_path())).servers:
             host, _, port = address.rpartition(":")
             sock = socket.socket()
             try:
