@@ -18,8 +18,10 @@ before that stays that worker's own.
 Per worker: its own /metrics (the --metrics port plus the worker's index when --metrics is
 given; the proxy's /metrics answers for whichever worker the connection reached), its own
 in-flight counts and SLO guard. Worker 0 alone writes the --learning-state snapshot; the others
-start from it as a prior. Replica sharing across pods should be done by one process per pod
-(the snapshot writer, worker 0), since it already holds its siblings' learning.
+start from it as a prior. With --learning-publish only worker 0 publishes and merges through
+the Kubernetes API (docs/replica-learning.md): it holds its siblings' learning, which it
+publishes as the pod's, and what it merges from other pods reaches its siblings through the
+hub like anything it learns. (That combination has unit-level reasoning behind it, not a test.)
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ def worker_args(args: argparse.Namespace, index: int) -> argparse.Namespace:
     if args.metrics:
         host, port = args.metrics.rsplit(":", 1)
         mine.metrics = f"{host}:{int(port) + index}"
+    if index > 0:
+        mine.learning_publish = False  # one replica per pod: worker 0 (module docstring)
     if index > 0 and args.learning_state:
         mine.learning_prior = args.learning_state if Path(args.learning_state).exists() else None
         mine.learning_state = None

@@ -18,8 +18,8 @@ from fleetroute import routerconfig
 from fleetroute.cli import parser
 from fleetroute.top import command, snapshot, view
 from fleetroute.v1alpha1 import router_pb2_grpc
-from fleetroute_router.command import embedded_config_path
 from fleetroute_router.dataplane import DataPlane
+from fleetroute_router.defaults import embedded_config_path
 from fleetroute_router.fleet import Fleet
 from fleetroute_router.proxy.app import ProxyServer
 from fleetroute_router.server import RouterServer

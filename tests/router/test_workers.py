@@ -51,6 +51,12 @@ def test_each_worker_gets_its_metrics_port_and_only_the_first_writes_the_state(
     assert args.workers == 3  # the supervisor's own arguments are untouched
 
 
+def test_only_the_first_worker_publishes_to_the_cluster() -> None:
+    args = _args("--workers", "2", *FIXED, "--learning-publish", "--pod-name", "router-0")
+    assert workers.worker_args(args, 0).learning_publish
+    assert not workers.worker_args(args, 1).learning_publish
+
+
 def _taught(bandit: LinUCB, arm: str, count: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     for _ in range(count):
