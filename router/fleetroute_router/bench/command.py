@@ -20,7 +20,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     ),
     "decision": (
         "fleetroute_router.bench.decision",
-        "decision latency (features + policy choice) by arms and features, vs a random choice",
+        "the served decision (features, LinUCB, endpoint pick) vs a bare-numpy LinUCB, then "
+        "decision latency by arms and features vs a random choice",
     ),
     "learn": (
         "fleetroute_router.bench.learn",
