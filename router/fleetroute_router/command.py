@@ -17,7 +17,7 @@ from kubernetes import config as k8s_config
 
 from fleetroute import routerconfig
 from fleetroute.replica_learning import Owner
-from fleetroute_router import errors
+from fleetroute_router import errors, runtime, workers
 from fleetroute_router.auth import TokenFile
 from fleetroute_router.config_source import ConfigSource
 from fleetroute_router.dataplane import DataPlane
@@ -91,6 +91,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--first-byte-timeout", type=float, default=120.0, help="seconds before trying elsewhere"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="router processes on the same ports (SO_REUSEPORT), sharing what they learn "
+        "through this one (workers.py); needs --config and fixed ports",
+    )
+    parser.add_argument(
+        "--event-loop",
+        choices=runtime.LOOPS,
+        default=runtime.default_loop(),
+        help="uvloop (the default where installed) or asyncio's standard loop",
     )
     parser.add_argument("--max-in-flight", type=int, default=2048, help="proxy requests at once")
     parser.add_argument("--max-queue", type=int, default=2048, help="queued beyond that; then 429")
@@ -227,7 +240,12 @@ async def serve(args: argparse.Namespace) -> None:
             metrics = MetricsServer(dataplane.telemetry.registry, args.metrics)
             metrics.start()
             stack.callback(metrics.stop)
-        grpc_server = RouterServer(dataplane, args.grpc)
+        hub = getattr(args, "hub", None)  # a worker of serve --workers (workers.py)
+        if hub is not None:
+            sharing = asyncio.create_task(workers.share(dataplane.core.selectors, hub))
+            stack.push_async_callback(_cancel, sharing)
+        reuse = hub is not None
+        grpc_server = RouterServer(dataplane, args.grpc, reuse_port=reuse)
         await grpc_server.start()
         stack.push_async_callback(grpc_server.drain, args.drain_seconds)
         lines = [f"fleetroute router serving {source.path}"]
@@ -240,6 +258,7 @@ async def serve(args: argparse.Namespace) -> None:
                 limits=Limits(max_in_flight=args.max_in_flight, max_queue=args.max_queue),
                 timeouts=Timeouts(first_byte_s=args.first_byte_timeout),
                 drain_s=args.drain_seconds,
+                reuse_port=reuse,
             )
             await proxy.start()
             stack.push_async_callback(proxy.stop)
@@ -252,7 +271,7 @@ async def serve(args: argparse.Namespace) -> None:
             ]
         lines.append(f"  Router gRPC API: {args.grpc.rsplit(':', 1)[0]}:{grpc_server.port}")
         if args.ext_proc:
-            extproc = ExtProcServer(dataplane, args.ext_proc)
+            extproc = ExtProcServer(dataplane, args.ext_proc, reuse_port=reuse)
             await extproc.start()
             stack.push_async_callback(extproc.stop)
             lines.append(f"  Envoy ext_proc: {args.ext_proc.rsplit(':', 1)[0]}:{extproc.port}")
@@ -268,6 +287,12 @@ async def serve(args: argparse.Namespace) -> None:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _token(path: Path | None) -> TokenFile | None:
@@ -372,8 +397,15 @@ async def _share_learning(
 
 
 def run(args: argparse.Namespace) -> int:
+    problems = workers.problems(args)
+    if problems:
+        log.error("cannot start: %s", "; ".join(problems))
+        return 2
+    if args.workers > 1:
+        return workers.supervise(args)
+    runtime.single_blas_thread()
     try:
-        asyncio.run(serve(args))
+        runtime.run(serve(args), args.event_loop)
     except (routerconfig.ConfigError, EndpointConfigError) as error:
         log.error("cannot start: %s", error)
         return 2

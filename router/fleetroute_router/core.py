@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import time
-import uuid
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
@@ -61,6 +61,28 @@ class PolicySummary:
     quality_weight: float
 
 
+@dataclass(frozen=True)
+class _Candidate:
+    """A candidate pool of one requested model, resolved from a fleet once."""
+
+    name: str
+    ready: int  # ready endpoints
+    addresses: tuple[str, ...]  # every endpoint's, ready or not
+
+
+def _candidates(
+    fleet: Fleet, policy: config_pb2.Policy | None, request: RequestInfo
+) -> tuple[_Candidate, ...]:
+    if policy is not None:
+        pools = [fleet.pools[name] for name in policy.candidates if name in fleet.pools]
+    else:
+        pools = list(fleet.pools_by_model[request.model])
+    return tuple(
+        _Candidate(p.name, sum(e.ready for e in p.endpoints), tuple(e.address for e in p.endpoints))
+        for p in pools
+    )
+
+
 def _window_s(policy: config_pb2.Policy) -> float:
     if not policy.HasField("feedback_window"):
         return DEFAULT_WINDOW_S
@@ -85,6 +107,8 @@ class RoutingCore:
         self.endpoints = endpoints(self.load)
         self.guard = SloGuard(clock)
         self._policies: dict[str, _PolicyState] = {}
+        # Candidate pools by requested model, resolved once per fleet (off the request path).
+        self._candidates: dict[str, tuple[_Candidate, ...]] = {}
         self.arm_stats = ArmStatistics()
         # Requests naming a model rather than a policy: its pools by load, ties in turn.
         self._by_model: SelectionPolicy = LeastLoaded()
@@ -117,6 +141,7 @@ class RoutingCore:
         for name in fresh:
             self.arm_stats.reset(name)
         self._policies = policies
+        self._candidates = {}
         self.guard.forget({p.name for p in fleet.config.pools})
         self.fleet = fleet
 
@@ -138,27 +163,25 @@ class RoutingCore:
         policy = fleet.policies.get(request.model)
         weights: Weights | None = None
         if policy is not None:
-            candidates = [fleet.pools[name] for name in policy.candidates if name in fleet.pools]
             state = self._policies[policy.name]
             selector, fail_open = state.selector, policy.failure_mode == config_pb2.FAIL_OPEN
             weights = state.weights if objective is None else objectives.weights(objective)
         elif request.model in fleet.pools_by_model:
-            candidates = list(fleet.pools_by_model[request.model])
             selector, fail_open = self._by_model, False
         else:
             raise errors.UnknownModel(
                 f"model {request.model!r} is neither a policy alias nor a served model; "
                 f"known: {', '.join(fleet.models()) or 'none'}"
             )
-        arms = [
-            Arm(p.name, sum(e.ready for e in p.endpoints), self.load.pool_in_flight(p))
-            for p in candidates
-            if any(e.ready for e in p.endpoints)
-        ]
+        candidates = self._candidates.get(request.model)
+        if candidates is None:
+            candidates = self._candidates[request.model] = _candidates(fleet, policy, request)
+        in_flight = self.load.addresses_in_flight
+        arms = [Arm(c.name, c.ready, in_flight(c.addresses)) for c in candidates if c.ready]
         if not arms:
-            if not fail_open or not any(p.endpoints for p in candidates):
+            if not fail_open or not any(c.addresses for c in candidates):
                 raise errors.NoCapacity(f"no ready endpoint serves {request.model!r}")
-            arms = [Arm(p.name, 0, self.load.pool_in_flight(p)) for p in candidates if p.endpoints]
+            arms = [Arm(c.name, 0, in_flight(c.addresses)) for c in candidates if c.addresses]
         if policy is not None:
             arms = list(self.guard.admissible(arms, policy.slo))
         with span("fleetroute.decide"):
@@ -185,9 +208,10 @@ class RoutingCore:
             raise errors.NoCapacity(f"no healthy ready endpoint serves {request.model!r}")
         endpoint = pick.address
         prefill_pool, prefill_endpoint = self._prefill(fleet, pool, policy, features, request, pick)
+        ids = os.urandom(32).hex()  # two random 128-bit ids, as uuid4().hex, in one call
         decision = Decision(
-            id=uuid.uuid4().hex,
-            request_id=request_id or uuid.uuid4().hex,
+            id=ids[:32],
+            request_id=request_id or ids[32:],
             policy=policy.name if policy is not None else "",
             model=pool.model,
             pool=pool.name,

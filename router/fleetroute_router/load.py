@@ -48,7 +48,14 @@ class LoadTracker:
         return self._in_flight[endpoint]
 
     def pool_in_flight(self, pool: config_pb2.Pool) -> int:
-        return sum(self._in_flight[e.address] for e in pool.endpoints)
+        return self.addresses_in_flight([e.address for e in pool.endpoints])
+
+    def addresses_in_flight(self, addresses: Collection[str]) -> int:
+        """Requests in flight over these endpoints (a pool's, resolved once per fleet)."""
+        counts = self._in_flight
+        if not counts:
+            return 0
+        return sum([counts.get(a, 0) for a in addresses])
 
     def start(self, endpoint: str) -> None:
         self._in_flight[endpoint] += 1

@@ -20,7 +20,6 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.so_reuseport", 0),
 ]
 # Calls handled at once; beyond it gRPC answers RESOURCE_EXHAUSTED instead of queueing unbounded.
 MAX_CONCURRENT_RPCS = 4096
@@ -29,13 +28,14 @@ MAX_CONCURRENT_RPCS = 4096
 class RouterServer:
     """A grpc.aio server bound to one address; drain() stops it gracefully."""
 
-    def __init__(self, dataplane: DataPlane, address: str) -> None:
+    def __init__(self, dataplane: DataPlane, address: str, *, reuse_port: bool = False) -> None:
+        """`reuse_port`: share the port with sibling workers (serve --workers)."""
         self.address = address
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         traced = instrumentation.grpc_server_interceptors(tracing.active())
         self._server = grpc.aio.server(
             interceptors=[*traced, DomainErrors()],
-            options=OPTIONS,
+            options=[*OPTIONS, ("grpc.so_reuseport", int(reuse_port))],
             maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
         )
         router_pb2_grpc.add_RouterServicer_to_server(RouterService(dataplane), self._server)

@@ -10,7 +10,8 @@ from typing import Protocol
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "proxy": (
         "fleetroute_router.bench.proxy",
-        "latency the HTTP proxy adds at 1,000 req/s, against calling the backend directly",
+        "latency and CPU the HTTP proxy adds, concrete model and bandit alias, streamed or "
+        "not, against a minimal pass-through proxy",
     ),
     "fleet": (
         "fleetroute_router.bench.fleet",
@@ -19,7 +20,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     ),
     "decision": (
         "fleetroute_router.bench.decision",
-        "decision latency (features + policy choice) by arms and features, vs a random choice",
+        "the served decision (features, LinUCB, endpoint pick) vs a bare-numpy LinUCB, then "
+        "decision latency by arms and features vs a random choice",
     ),
     "learn": (
         "fleetroute_router.bench.learn",
@@ -27,6 +29,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "replay of the same policy on real routing data",
     ),
     "tracing": ("fleetroute_router.bench.tracing", "latency tracing adds to the router: on vs off"),
+    "grpc": (
+        "fleetroute_router.bench.grpc_route",
+        "gRPC Route (and Route + Report) decisions per second per router core",
+    ),
 }
 
 

@@ -36,6 +36,21 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and its live children (serve --workers: supervisor + workers)."""
+    total = cpu_seconds(pid)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0-100) by nearest rank; 0 for no values."""
     if not values:
@@ -138,6 +153,51 @@ async def chat_load(
         except aiohttp.ClientError:
             return None
         return time.perf_counter() - started
+
+    results, elapsed = await open_loop(send, rate, int(rate * seconds))
+    latencies = [r for r in results if r is not None]
+    return latencies, len(results) - len(latencies), elapsed
+
+
+# After an answer: what the load generator does next with it (e.g. send feedback); not timed.
+AfterAnswer = Callable[[aiohttp.ClientResponse], Coroutine[Any, Any, None]]
+
+
+async def request_load(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    rate: float,
+    seconds: float,
+    *,
+    stream: bool = False,
+    after: AfterAnswer | None = None,
+) -> tuple[list[float], int, float]:
+    """An open-loop load of one JSON body: latencies of the answered ones (s; to the first
+    chunk of the body when `stream`), the count that failed, and the elapsed time."""
+    headers = {"Content-Type": "application/json"}
+
+    async def send(_: int) -> float | None:
+        started = time.perf_counter()
+        try:
+            async with session.post(url, data=body, headers=headers) as response:
+                if stream:
+                    first = await response.content.readany()
+                    latency = time.perf_counter() - started
+                    while await response.content.readany():
+                        pass
+                    ok = bool(first)
+                else:
+                    await response.read()
+                    latency = time.perf_counter() - started
+                    ok = True
+                if response.status != 200 or not ok:
+                    return None
+                if after is not None:
+                    await after(response)
+        except aiohttp.ClientError:
+            return None
+        return latency
 
     results, elapsed = await open_loop(send, rate, int(rate * seconds))
     latencies = [r for r in results if r is not None]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from fleetroute_router import prefix
 
@@ -25,9 +25,9 @@ class EndpointMetrics:
     scraped_at: float = 0.0
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """One endpoint of the pool being picked from."""
+class Candidate(NamedTuple):
+    """One endpoint of the pool being picked from (a tuple: one is made per endpoint on every
+    request)."""
 
     address: str
     pool: str

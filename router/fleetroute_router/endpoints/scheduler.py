@@ -92,18 +92,32 @@ class EndpointPicker:
             if not include_unready:
                 return None
             survivors = candidates  # fail open: any endpoint rather than none
-        totals = dict.fromkeys((c.address for c in survivors), 0.0)
-        weight_sum = sum(w for _, w in profile.scorers) or 1.0
-        for scorer, weight in profile.scorers:
-            scores = scorer.score(pick_request, survivors)
-            for address in totals:
-                totals[address] += weight * min(max(scores.get(address, 0.0), 0.0), 1.0)
-        scored = [(c, totals[c.address] / weight_sum) for c in survivors]
-        chosen = profile.picker.pick(pick_request, scored)
+        if len(survivors) == 1:
+            chosen = survivors[0]  # nothing to score or pick among
+        else:
+            scored = self._scored(profile, pick_request, survivors)
+            chosen = profile.picker.pick(pick_request, scored)
         cached = self._cached_tokens(profile, pick_request, chosen.address)
         for observer in profile.pick_observers:
             observer.picked(pick_request, chosen)
         return EndpointPick(chosen.address, cached, signals.load(chosen))
+
+    @staticmethod
+    def _scored(
+        profile: Profile, request: PickRequest, survivors: list[Candidate]
+    ) -> list[tuple[Candidate, float]]:
+        """Each survivor with its weighted mean score, every score clamped to [0, 1]."""
+        addresses = [c.address for c in survivors]
+        totals = [0.0] * len(survivors)
+        weight_sum = 0.0
+        for scorer, weight in profile.scorers:
+            weight_sum += weight
+            get = scorer.score(request, survivors).get
+            for i, address in enumerate(addresses):
+                score = get(address, 0.0)
+                totals[i] += weight * (0.0 if score < 0.0 else 1.0 if score > 1.0 else score)
+        scale = 1.0 / (weight_sum or 1.0)
+        return [(c, total * scale) for c, total in zip(survivors, totals, strict=True)]
 
     @staticmethod
     def _cached_tokens(profile: Profile, request: PickRequest, address: str) -> int:

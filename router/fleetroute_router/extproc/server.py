@@ -30,7 +30,9 @@ class ExtProcServer:
         address: str = "127.0.0.1:9002",
         *,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        reuse_port: bool = False,
     ) -> None:
+        """`reuse_port`: share the port with sibling workers (serve --workers)."""
         self.address = address
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         # A buffered body arrives as one message: gRPC's 4 MiB default would refuse it before
@@ -39,7 +41,7 @@ class ExtProcServer:
         self._server = grpc.aio.server(
             maximum_concurrent_rpcs=MAX_CONCURRENT_STREAMS,
             options=[
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", int(reuse_port)),
                 ("grpc.max_receive_message_length", receive_limit),
             ],
         )

@@ -22,6 +22,8 @@ from fleetroute_router.policies.base import Arm, Choice
 from fleetroute_router.policies.linear import ArmStatistics, LinearModel, Vector
 
 TIE = 1e-12
+# LinUCB keeps its combined matrices for this many weight vectors (per-request objectives vary).
+COMBINED_CACHE = 8
 
 
 class LinearBandit:
@@ -46,9 +48,19 @@ class LinearBandit:
         self._rng = np.random.default_rng(seed)
         self._equal = np.full(len(self.model.objectives), 1.0 / len(self.model.objectives))
 
-    def _scores(self, weights: Vector, mean: Vector, variance: Vector) -> Vector:
-        """Scores of K arms from (O, K) means and variances and O weights."""
+    def _scores(
+        self, weights: Vector, mean: Vector, x: Vector, rows: npt.NDArray[np.intp]
+    ) -> Vector:
+        """Scores of the K arms at `rows` from their (O, K) means, O weights and the context
+        (variances, when a policy needs them, come from self.model at x)."""
         raise NotImplementedError
+
+    def _weighted(
+        self, weights: Vector, x: Vector, rows: npt.NDArray[np.intp]
+    ) -> tuple[Vector, Vector]:
+        """Scores and weighted predicted means μ of the arms at `rows`."""
+        objective_means = self.model.mean(x)[:, rows]
+        return self._scores(weights, objective_means, x, rows), weights @ objective_means
 
     def choose(
         self,
@@ -59,24 +71,22 @@ class LinearBandit:
         x = LinearModel.context(features)
         names = [a.pool for a in arms]
         rows = self.model.indices(names, x)
-        mean, variance = self.model.mean_and_variance(x)
-        w = self._equal if weights is None else weights
-        objective_means = mean[:, rows]
-        means = w @ objective_means
-        scores = self._scores(w, objective_means, variance[:, rows])
-        pick = self._best(scores)
+        scores, means = self._weighted(self._equal if weights is None else weights, x, rows)
+        # K is small: Python floats from here on are cheaper than more numpy calls.
+        values, predicted = scores.tolist(), means.tolist()
+        pick = self._best(values)
         return Choice(
             names[pick],
-            dict(zip(names, scores.tolist(), strict=True)),
+            dict(zip(names, values, strict=True)),
             # Exploring: the arm's predicted mean is below the best one's (the bonus, the
             # posterior sample or the random pick chose it).
-            explored=bool(means[pick] < means.max() - TIE),
+            explored=predicted[pick] < max(predicted) - TIE,
         )
 
-    def _best(self, scores: Vector) -> int:
-        top = int(np.argmax(scores))
-        tied = np.flatnonzero(scores >= scores[top] - TIE)
-        return int(tied[self._rng.integers(len(tied))]) if len(tied) > 1 else top
+    def _best(self, scores: list[float]) -> int:
+        top = max(scores)
+        tied = [i for i, score in enumerate(scores) if score >= top - TIE]
+        return tied[int(self._rng.integers(len(tied)))] if len(tied) > 1 else tied[0]
 
     def update(
         self, arm: str, features: npt.NDArray[np.float64], scores: Mapping[str, float]
@@ -136,10 +146,63 @@ class LinUCB(LinearBandit):
             regularization=regularization, discount=discount, seed=seed, objectives=objectives
         )
         self.alpha = alpha
+        self._cache: dict[bytes, _Combined] = {}
 
-    def _scores(self, weights: Vector, mean: Vector, variance: Vector) -> Vector:
-        result: Vector = weights @ mean + self.alpha * np.sqrt((weights * weights) @ variance)
-        return result
+    def _weighted(
+        self, weights: Vector, x: Vector, rows: npt.NDArray[np.intp]
+    ) -> tuple[Vector, Vector]:
+        # μ = Σ_o w_o (m + θ_okᵀx) = m·Σw + (Σ_o w_o θ_ok)ᵀx and α²Σ_o w_o² xᵀA_ok⁻¹x =
+        # xᵀ(α²Σ_o w_o² A_ok⁻¹)x: per arm one vector and one dxd matrix combined per weights,
+        # stacked into one matrix and refreshed only for arms that learned since, so a choice
+        # is two matrix-vector products.
+        combined = self._combined(weights)
+        k, d = len(combined.seen), self.model.dimension
+        projected = combined.stacked @ x
+        bonus = np.sqrt(np.maximum(projected[: k * d].reshape(k, d) @ x, 0.0))
+        means = projected[k * d :] + combined.offset
+        return (means + bonus)[rows], means[rows]
+
+    def _combined(self, weights: Vector) -> _Combined:
+        """The model's estimates combined under `weights`, brought up to date with it."""
+        model, key = self.model, weights.tobytes()
+        cached = self._cache.get(key)
+        if cached is None or cached.layout != model.layout:
+            if len(self._cache) >= COMBINED_CACHE:
+                self._cache.clear()
+            cached = self._cache[key] = _Combined(model, weights, self.alpha)
+        elif cached.version != model.version:
+            cached.refresh(model)
+        return cached
+
+
+class _Combined:
+    """For one weights vector, rows (K·d, d) α²Σ_o w_o² A_ok⁻¹ over rows (K, d) Σ_o w_o θ_ok in
+    one stacked matrix, m·Σw, and the model's change counters they reflect."""
+
+    def __init__(self, model: LinearModel, weights: Vector, alpha: float) -> None:
+        _, k, d = model.theta.shape
+        self.weights, self.scaled = weights.copy(), alpha * alpha * weights * weights
+        self.stacked = np.concatenate(
+            [
+                np.tensordot(self.scaled, model.gram_inv, axes=1).reshape(k * d, d),
+                np.tensordot(weights, model.theta, axes=1),
+            ]
+        )
+        self.offset = model.prior_mean * float(weights.sum())
+        self.layout, self.version, self.seen = model.layout, model.version, list(model.changes)
+
+    def refresh(self, model: LinearModel) -> None:
+        """Recombine the arms whose change counter moved."""
+        d, rows = model.dimension, len(self.seen) * model.dimension
+        for k, count in enumerate(model.changes):
+            if self.seen[k] != count:
+                # Σ_o s_o A_ok⁻¹ as one (O)·(O, d²) product: tensordot's overhead is per call.
+                self.stacked[k * d : (k + 1) * d] = (
+                    self.scaled @ model.gram_inv[:, k].reshape(-1, d * d)
+                ).reshape(d, d)
+                self.stacked[rows + k] = self.weights @ model.theta[:, k]
+                self.seen[k] = count
+        self.version = model.version
 
 
 class LinearThompson(LinearBandit):
@@ -161,7 +224,10 @@ class LinearThompson(LinearBandit):
         )
         self.exploration = exploration
 
-    def _scores(self, weights: Vector, mean: Vector, variance: Vector) -> Vector:
+    def _scores(
+        self, weights: Vector, mean: Vector, x: Vector, rows: npt.NDArray[np.intp]
+    ) -> Vector:
+        variance = self.model.variance(x)[:, rows]
         noise = self._rng.standard_normal(mean.shape)
         result: Vector = weights @ (mean + self.exploration * np.sqrt(variance) * noise)
         return result
@@ -186,11 +252,13 @@ class EpsilonGreedy(LinearBandit):
         )
         self.epsilon = epsilon
 
-    def _scores(self, weights: Vector, mean: Vector, variance: Vector) -> Vector:
-        result: Vector = weights @ mean
+    def _scores(
+        self, weights: Vector, mean: Vector, x: Vector, rows: npt.NDArray[np.intp]
+    ) -> Vector:
+        result: Vector = weights @ mean  # no variance needed: its O·K·d² cost is skipped
         return result
 
-    def _best(self, scores: Vector) -> int:
+    def _best(self, scores: list[float]) -> int:
         if self.epsilon > 0 and self._rng.random() < self.epsilon:
-            return int(self._rng.integers(scores.shape[0]))
+            return int(self._rng.integers(len(scores)))
         return super()._best(scores)

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 
-@dataclass(frozen=True)
-class Arm:
-    """A candidate pool as a policy sees it at decision time."""
+class Arm(NamedTuple):
+    """A candidate pool as a policy sees it at decision time (a tuple: one is made per
+    candidate on every request)."""
 
     pool: str
     ready_endpoints: int

@@ -69,6 +69,12 @@ class LinearModel:
         self.theta = np.zeros((n, 0, 0))
         self.observations = np.zeros((n, 0))
         self.reward_sum = np.zeros((n, 0))
+        # Change counters, for caches derived from A⁻¹ (bandits.LinUCB): `layout` moves when
+        # arms are added or dropped, `changes[k]` when any objective of arm k learns, and
+        # `version` with every change of either (a cache that saw it is current).
+        self.layout = 0
+        self.changes: list[int] = []
+        self.version = 0
 
     @staticmethod
     def context(features: Vector) -> Vector:
@@ -127,6 +133,9 @@ class LinearModel:
         self.observations = np.concatenate([self.observations, np.zeros((n, 1))], axis=1)
         self.reward_sum = np.concatenate([self.reward_sum, np.zeros((n, 1))], axis=1)
         self._lookup.clear()
+        self.changes.append(0)
+        self.layout += 1
+        self.version += 1
 
     def set_statistics(self, stats: ArmStatistics) -> None:
         """Set one objective of an arm to given statistics (a restored snapshot, a prior)."""
@@ -156,22 +165,70 @@ class LinearModel:
         self.observations = np.delete(self.observations, k, axis=1)
         self.reward_sum = np.delete(self.reward_sum, k, axis=1)
         self._lookup.clear()
+        del self.changes[k]
+        self.layout += 1
+        self.version += 1
 
     def _refresh(self, o: int, k: int) -> None:
+        self.changes[k] += 1
+        self.version += 1
         self.gram_inv[o, k] = np.linalg.inv(self.gram[o, k])
         self.theta[o, k] = self.gram_inv[o, k] @ self.target[o, k]
 
+    def mean(self, x: Vector) -> Vector:
+        """m + θ_okᵀx for every objective o and known arm k: an (O, K) array."""
+        o, k, d = self.theta.shape
+        # One matrix-vector product over the flattened stack (a single BLAS call) rather than
+        # a batched matmul, which loops over the O·K small products.
+        return self.prior_mean + (self.theta.reshape(o * k, d) @ x).reshape(o, k)
+
     def mean_and_variance(self, x: Vector) -> tuple[Vector, Vector]:
         """m + θ_okᵀx and xᵀA_ok⁻¹x for every objective o and known arm k: (O, K) arrays."""
-        projected = self.gram_inv @ x
-        return self.prior_mean + self.theta @ x, np.maximum(projected @ x, 0.0)
+        return self.mean(x), self.variance(x)
+
+    def variance(self, x: Vector) -> Vector:
+        """xᵀA_ok⁻¹x for every objective o and known arm k: an (O, K) array."""
+        o, k, d = self.theta.shape
+        projected = (self.gram_inv.reshape(o * k * d, d) @ x).reshape(o * k, d)
+        return np.maximum(projected @ x, 0.0).reshape(o, k)
 
     def update(self, arm: str, features: Vector, scores: Mapping[str, float]) -> None:
         """Add one observation (context, score) to each objective of an arm that was measured."""
         x = self.context(features)
         k = int(self.indices((arm,), x)[0])
-        for name, score in scores.items():
-            self._learn(self.objective_index(name), k, x, score)
+        if self.discount < 1.0 or len(scores) == 1:
+            for name, score in scores.items():
+                self._learn(self.objective_index(name), k, x, score)
+            return
+        if scores:
+            self._learn_together([self.objective_index(n) for n in scores], k, x, scores)
+
+    def _learn_together(
+        self, rows: list[int], k: int, x: Vector, scores: Mapping[str, float]
+    ) -> None:
+        """_learn (undiscounted) for several objectives of one arm in one pass of numpy calls:
+        the same Sherman-Morrison step, batched over the objectives."""
+        first, n = rows[0], len(rows)
+        # Objectives measured together are usually adjacent (latency, energy, cost): a slice
+        # gives views that update in place, where an index array copies out and back.
+        o: slice | npt.NDArray[np.intp] = (
+            slice(first, first + n)
+            if rows == list(range(first, first + n))
+            else np.array(rows, dtype=np.intp)
+        )
+        values = np.fromiter(scores.values(), dtype=np.float64, count=len(rows))
+        self.gram[o, k] += np.outer(x, x)
+        self.target[o, k] += (values - self.prior_mean)[:, None] * x
+        self.observations[o, k] += 1.0
+        self.reward_sum[o, k] += values
+        self.changes[k] += 1
+        self.version += 1
+        inv = self.gram_inv[o, k]  # a view for a slice, else a copy written back below
+        ax = inv @ x
+        inv -= (ax[:, :, None] * ax[:, None, :]) / (1.0 + ax @ x)[:, None, None]
+        if not isinstance(o, slice):
+            self.gram_inv[o, k] = inv
+        self.theta[o, k] = (inv @ self.target[o, k][:, :, None])[:, :, 0]
 
     def _learn(self, o: int, k: int, x: Vector, score: float) -> None:
         residual = score - self.prior_mean
@@ -191,6 +248,8 @@ class LinearModel:
         self.target[o, k] += residual * x
         self.observations[o, k] += 1.0
         self.reward_sum[o, k] += score
+        self.changes[k] += 1
+        self.version += 1
         inv = self.gram_inv[o, k]
         ax = inv @ x
         inv -= np.outer(ax, ax) / (1.0 + float(x @ ax))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -44,8 +43,11 @@ class ProxyServer:
         limits: Limits | None = None,
         timeouts: Timeouts | None = None,
         drain_s: float = 10.0,
+        reuse_port: bool = False,
     ) -> None:
-        """`drain_s`: on stop, how long requests in flight may take to finish."""
+        """`drain_s`: on stop, how long requests in flight may take to finish; `reuse_port`:
+        share the port with sibling workers (serve --workers)."""
+        self.reuse_port = reuse_port
         self.dataplane = dataplane
         self.drain_s = drain_s
         self.host, _, port = address.rpartition(":")
@@ -85,7 +87,8 @@ class ProxyServer:
             max_field_size=self.limits.max_header_bytes,
         )
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_port=self.reuse_port or None)
+        await site.start()
         if self.port == 0:
             self.port = self._runner.addresses[0][1]
 
@@ -181,7 +184,7 @@ class ProxyServer:
             stream=info.stream,
             prompt=info.prompt,
         )
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = request.headers.get("x-request-id", "")  # none: the core makes one
         override = request.headers.get(objectives.OBJECTIVE_HEADER)
         flight = self.dataplane.route(
             info,

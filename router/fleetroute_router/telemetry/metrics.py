@@ -8,12 +8,14 @@ mode, choice, metric, result.  Never request ids, decision ids or prompt text.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from fleetroute_router.telemetry.children import LabelChildren
 
 PREFIX: Final = "fleetroute_router"
 # Seconds: decisions take microseconds to milliseconds; requests take 10 ms to minutes.
@@ -48,6 +50,8 @@ class RouterMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        # Per-request series go through this cache (children.py): labels() once per series.
+        self.children = LabelChildren()
         r = self.registry
         route = ["policy", "model", "pool"]
         self.requests = Counter(
@@ -149,12 +153,8 @@ class RouterMetrics:
             ["policy"],
             registry=r,
         )
-        self.arm_score = Gauge(
-            f"{PREFIX}_arm_score",
-            "The value the policy gave each candidate pool at its latest decision",
-            ["policy", "pool"],
-            registry=r,
-        )
+        self.arm_score = ArmScores()
+        r.register(self.arm_score)
         self.energy = Counter(
             f"{PREFIX}_energy_joules",
             "Energy of served requests (source: dcgm, measured from DCGM power; model, from "
@@ -207,8 +207,43 @@ class RouterMetrics:
     def set_slos(self, slos: Iterable[tuple[str, str, float]]) -> None:
         """(policy, metric, seconds) of the current config; series of removed policies go."""
         self.slo.clear()
+        self.children.forget_metric(self.slo)
         for policy, metric, seconds in slos:
             self.slo.labels(policy, metric).set(seconds)
+
+
+class ArmScores(Collector):
+    """``fleetroute_router_arm_score``: the value each policy gave each candidate pool at its
+    latest decision (NaN for a candidate it did not score, e.g. one the SLO guard set aside).
+
+    A decision only keeps a reference to its scores (`decided`); the series are made at scrape
+    time, so a request costs no per-arm gauge update."""
+
+    NAME: Final = f"{PREFIX}_arm_score"
+    HELP: Final = "The value the policy gave each candidate pool at its latest decision"
+
+    def __init__(self) -> None:
+        self._latest: dict[str, Mapping[str, float]] = {}
+        self._candidates: dict[str, tuple[str, ...]] = {}
+
+    def decided(self, policy: str, scores: Mapping[str, float]) -> None:
+        self._latest[policy] = scores
+
+    def set_candidates(self, candidates: Mapping[str, tuple[str, ...]]) -> None:
+        """A new config: each policy's candidate pools; what earlier decisions scored goes."""
+        self._candidates = dict(candidates)
+        self._latest.clear()
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.NAME, self.HELP, labels=["policy", "pool"])
+        for policy, scores in list(self._latest.items()):
+            pools = dict.fromkeys((*scores, *self._candidates.get(policy, ())))
+            for pool in pools:
+                family.add_metric([policy, pool], float(scores.get(pool, float("nan"))))
+        yield family
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self.NAME, self.HELP, labels=["policy", "pool"])
 
 
 class BreakerCollector(Collector):

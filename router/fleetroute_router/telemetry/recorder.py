@@ -198,12 +198,17 @@ class RouterTelemetry:
             return []
         return [(p.name, e.address) for p in fleet.config.pools for e in p.endpoints]
 
+    def forget_series(self, value: str) -> int:
+        """Forget the cached label children carrying `value` (an endpoint address, a pool or
+        policy name): call it with every metric.remove() of such series (children.py)."""
+        return self.metrics.children.forget(value)
+
     def set_fleet(self, fleet: Fleet) -> None:
         """A new config: SLO gauges, and zeroed series for its pools and policies."""
         self._fleet = fleet
         self._view.fleet = fleet
         self._candidates = {p.name: tuple(p.candidates) for p in fleet.config.policies}
-        self.metrics.arm_score.clear()
+        self.metrics.arm_score.set_candidates(self._candidates)
         self._gauges.fleet = fleet
         self._slos = slos(fleet)
         self.metrics.set_slos(self._slos)
@@ -292,17 +297,13 @@ class RouterTelemetry:
     def decided(self, decision: Decision, seconds: float, *, span: Span | None = None) -> None:
         """A routing decision: counts, decision latency, arm scores; span attributes."""
         m = self.metrics
+        child = m.children.child
         choice = "explore" if decision.explored else "exploit"
         mode = "disaggregated" if decision.prefill_endpoint else "aggregated"
-        m.decisions.labels(decision.policy, decision.algorithm, decision.pool, mode, choice).inc()
-        m.decision_duration.labels(decision.policy).observe(seconds)
-        if decision.policy:
-            for pool, score in decision.scores.items():
-                m.arm_score.labels(decision.policy, pool).set(score)
-            # Candidates the SLO guard set aside got no score: their gauges must not go stale.
-            for pool in self._candidates.get(decision.policy, ()):
-                if pool not in decision.scores:
-                    m.arm_score.labels(decision.policy, pool).set(float("nan"))
+        child(m.decisions, decision.policy, decision.algorithm, decision.pool, mode, choice).inc()
+        child(m.decision_duration, decision.policy).observe(seconds)
+        if decision.policy:  # exported at scrape time; set-aside candidates read NaN
+            m.arm_score.decided(decision.policy, decision.scores)
         if not self.tracing.enabled:
             return
         target = span or _request_span()
@@ -336,9 +337,9 @@ class RouterTelemetry:
 
     def retried(self, before: Decision, after: Decision) -> None:
         """A request moved to another endpoint (another pool: a fallback)."""
-        self.metrics.retries.labels(before.pool).inc()
+        self.metrics.children.child(self.metrics.retries, before.pool).inc()
         if after.pool != before.pool:
-            self.metrics.fallbacks.labels(before.policy, "other_pool").inc()
+            self.metrics.children.child(self.metrics.fallbacks, before.policy, "other_pool").inc()
         if self.tracing.enabled:
             _request_span().add_event(
                 "fleetroute.retry",
@@ -350,7 +351,7 @@ class RouterTelemetry:
 
     def fallback(self, decision: Decision, reason: str) -> None:
         """The request was served otherwise than decided (prefill_local: P/D prefill failed)."""
-        self.metrics.fallbacks.labels(decision.policy, reason).inc()
+        self.metrics.children.child(self.metrics.fallbacks, decision.policy, reason).inc()
         if self.tracing.enabled:
             _request_span().add_event("fleetroute.fallback", {"reason": reason})
 
@@ -358,17 +359,18 @@ class RouterTelemetry:
         """A request answered: outcome, latencies (against the SLO), tokens, energy, cost,
         reward; exemplars link the samples to the request's trace."""
         m, exemplar = self.metrics, self.tracing.exemplar()
+        child = m.children.child
         route = (decision.policy, decision.model, decision.pool)
-        m.requests.labels(*route, decision.endpoint, "success").inc(exemplar=exemplar)
-        m.duration.labels(*route).observe(result.e2e_s, exemplar=exemplar)
+        child(m.requests, *route, decision.endpoint, "success").inc(exemplar=exemplar)
+        child(m.duration, *route).observe(result.e2e_s, exemplar=exemplar)
         tpot = result.tpot_s
         if result.ttft_s is not None:
-            m.ttft.labels(*route).observe(result.ttft_s, exemplar=exemplar)
+            child(m.ttft, *route).observe(result.ttft_s, exemplar=exemplar)
         if tpot is not None:
-            m.tpot.labels(*route).observe(tpot, exemplar=exemplar)
-        m.tokens.labels(*route, "input").inc(result.prompt_tokens)
-        m.tokens.labels(*route, "output").inc(result.completion_tokens)
-        m.energy.labels(decision.policy, decision.model, decision.pool, result.energy_source).inc(
+            child(m.tpot, *route).observe(tpot, exemplar=exemplar)
+        child(m.tokens, *route, "input").inc(result.prompt_tokens)
+        child(m.tokens, *route, "output").inc(result.completion_tokens)
+        child(m.energy, decision.policy, decision.model, decision.pool, result.energy_source).inc(
             result.joules
         )
         fleet = self._fleet
@@ -379,11 +381,11 @@ class RouterTelemetry:
             else (0.0, "none")
         )
         grams = energy.carbon_grams(result.joules, intensity)
-        m.carbon.labels(decision.policy, decision.model, decision.pool).inc(grams)
+        child(m.carbon, decision.policy, decision.model, decision.pool).inc(grams)
         dollars = result.dollars
-        m.cost.labels(decision.model, decision.pool).inc(dollars)
+        child(m.cost, decision.model, decision.pool).inc(dollars)
         if result.reward is not None and decision.policy:
-            m.reward.labels(decision.policy, decision.pool).observe(
+            child(m.reward, decision.policy, decision.pool).observe(
                 result.reward, exemplar=exemplar
             )
         if decision.policy:
@@ -391,7 +393,7 @@ class RouterTelemetry:
                 observed = result.ttft_s if metric == "ttft" else tpot
                 if policy == decision.policy and observed is not None:
                     met = "met" if observed <= target else "missed"
-                    m.slo_requests.labels(policy, decision.pool, metric, met).inc()
+                    child(m.slo_requests, policy, decision.pool, metric, met).inc()
         if not self.tracing.enabled:
             return
         span = _request_span()
@@ -420,13 +422,13 @@ class RouterTelemetry:
         """Objective scores a policy learned for a decision."""
         if decision.policy:
             for objective, value in scores.items():
-                self.metrics.objective_score.labels(
-                    decision.policy, decision.pool, objective
+                self.metrics.children.child(
+                    self.metrics.objective_score, decision.policy, decision.pool, objective
                 ).observe(value)
 
     def feedback(self, policy: str, source: str, result: str) -> None:
         """A feedback message and what became of it."""
-        self.metrics.feedback.labels(policy, source, result).inc()
+        self.metrics.children.child(self.metrics.feedback, policy, source, result).inc()
 
     def graded(self, decision: Decision, grade: Any, result: str) -> None:
         """Feedback learned (or a duplicate), on the feedback request's span."""
@@ -444,22 +446,26 @@ class RouterTelemetry:
 
     def quality_unobserved(self, policy: str) -> None:
         """A decision of a policy that weighs quality it has never observed."""
-        self.metrics.quality_unobserved.labels(policy).inc()
+        self.metrics.children.child(self.metrics.quality_unobserved, policy).inc()
 
     def awaiting_dropped(self, expired: int, pushed: int) -> None:
         """Decisions that stopped awaiting feedback: past their window, or pushed out."""
         if expired:
-            self.metrics.pending_dropped.labels("feedback", "expired").inc(expired)
+            self.metrics.children.child(self.metrics.pending_dropped, "feedback", "expired").inc(
+                expired
+            )
         if pushed:
-            self.metrics.pending_dropped.labels("feedback", "capacity").inc(pushed)
+            self.metrics.children.child(self.metrics.pending_dropped, "feedback", "capacity").inc(
+                pushed
+            )
 
     def dropped(self, stage: str, reason: str) -> None:
-        self.metrics.pending_dropped.labels(stage, reason).inc()
+        self.metrics.children.child(self.metrics.pending_dropped, stage, reason).inc()
 
     def finished(self, decision: Decision, outcome: str) -> None:
         """A request that was routed but not served: failure, cancelled or client_error."""
         route = (decision.policy, decision.model, decision.pool)
-        self.metrics.requests.labels(*route, decision.endpoint, outcome).inc(
+        self.metrics.children.child(self.metrics.requests, *route, decision.endpoint, outcome).inc(
             exemplar=self.tracing.exemplar()
         )
         if self.tracing.enabled:

@@ -73,3 +73,31 @@ def test_an_objective_the_model_does_not_learn_is_refused() -> None:
     model = LinearModel(objectives=("latency",))
     with pytest.raises(ValueError, match="objective 'quality' is not learned"):
         model.update("a", np.ones(2), {"quality": 1.0})
+
+
+@pytest.mark.parametrize(
+    "measured",
+    [("latency", "energy", "cost"), ("cost", "latency"), ("energy", "quality")],
+    ids=["adjacent", "reordered", "apart"],
+)
+def test_several_objectives_learned_at_once_equal_one_at_a_time(
+    measured: tuple[str, ...],
+) -> None:
+    names = ("quality", "latency", "energy", "cost")
+    together, apart = (LinearModel(objectives=names) for _ in range(2))
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        x = rng.random(5)
+        scores = dict(zip(measured, rng.random(len(measured)).tolist(), strict=True))
+        together.update("a", x, scores)
+        for name, score in scores.items():
+            apart.update("a", x, {name: score})
+    for left, right in zip(together.statistics(), apart.statistics(), strict=True):
+        assert left.objective == right.objective
+        assert np.allclose(left.gram, right.gram)
+        assert np.allclose(left.target, right.target)
+        assert left.observations == right.observations
+    assert np.allclose(together.gram_inv, apart.gram_inv)
+    assert np.allclose(together.theta, apart.theta)
+    unmeasured = [names.index(n) for n in names if n not in measured]
+    assert (together.observations[unmeasured, 0] == 0.0).all()  # those learned nothing
