@@ -402,7 +402,9 @@ def _table(result: dict[str, Any]) -> str:
         rows = [shares, result["split_offline"].get(dataset, {})]
         if "no_feedback_split" in result:
             rows.append(result["no_feedback_split"].get(dataset, {}))
-        cells = "".join(" | ".join(f"{r.get(m, 0.0):.2f}" for r in rows).rjust(16) for m in models)
+        cells = "".join(
+            " | ".join(f"{r.get(m, 0.0):.2f}" for r in rows).rjust(width) for m in models
+        )
         lines.append("    " + dataset[:14].ljust(14) + cells)
     lines.append(f"  largest split difference live vs offline: {result['split_distance']:.3f} (TV)")
     return "\n".join(lines)

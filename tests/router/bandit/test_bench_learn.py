@@ -47,3 +47,14 @@ def test_a_pool_playing_an_unknown_model_is_refused(capsys: pytest.CaptureFixtur
     code, _, err = _bench(capsys, "--play", "llm/qwen-14b-a10g=gpt-9", "--no-baseline")
     assert code == 2
     assert "'gpt-9' is not a model of the data" in err
+
+
+def test_the_split_table_has_one_cell_per_played_model(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _bench(capsys)
+    assert code == 0
+    rows = out.split("split per task type")[1].splitlines()[2:-1]  # after the header line
+    assert rows
+    for row in rows:
+        # dataset, then per played model "live | offline | no feedback", cells apart
+        cells = row.split()[1:]
+        assert len([c for c in cells if c != "|"]) == 3 * len(PLAY), row
