@@ -18,6 +18,7 @@ from fleetroute import routerconfig
 from fleetroute_router import errors
 from fleetroute_router.auth import TokenFile
 from fleetroute_router.config_source import ConfigSource
+from fleetroute_router.control_auth import ControlGuard
 from fleetroute_router.dataplane import DataPlane
 from fleetroute_router.endpoints.config import EndpointConfigError
 from fleetroute_router.extproc.server import ExtProcServer
@@ -128,6 +129,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "with quality must carry (re-read when it changes); default: feedback is open",
     )
     parser.add_argument(
+        "--control-token-file",
+        type=Path,
+        default=None,
+        help="file holding the bearer token that the gRPC control rpcs (Report, GetStats) must "
+        "carry (re-read when it changes); with --tls-client-ca-file a verified client "
+        "certificate is accepted instead; default: control rpcs are open",
+    )
+    parser.add_argument(
         "--max-pending-feedback",
         type=int,
         default=100_000,
@@ -184,7 +193,8 @@ async def serve(args: argparse.Namespace) -> None:
             metrics = MetricsServer(dataplane.telemetry.registry, args.metrics)
             metrics.start()
             stack.callback(metrics.stop)
-        grpc_server = RouterServer(dataplane, args.grpc)
+        guard = ControlGuard(_token(args.control_token_file))
+        grpc_server = RouterServer(dataplane, args.grpc, guard=guard)
         await grpc_server.start()
         stack.push_async_callback(grpc_server.drain, args.drain_seconds)
         lines = [f"fleetroute router serving {source.path}"]

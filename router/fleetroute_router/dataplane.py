@@ -343,13 +343,16 @@ class DataPlane:
 
     # Feedback
 
-    def receive_feedback(self, authorization: str | None, **fields: Any) -> FeedbackReply:
-        """Check a feedback call's token (when the router has one) and its fields (see
-        feedback.grade), then learn it; Unauthenticated and InvalidFeedback are counted."""
+    def receive_feedback(
+        self, authorization: str | None, *, authenticated: bool = False, **fields: Any
+    ) -> FeedbackReply:
+        """Check a feedback call's token (when the router has one, unless the call was
+        `authenticated` otherwise: a control rpc) and its fields (see feedback.grade), then
+        learn it; Unauthenticated and InvalidFeedback are counted."""
         given = fields.get("source")
         source = given if isinstance(given, str) and given else "user"
         try:
-            if self.feedback_token is not None:
+            if self.feedback_token is not None and not authenticated:
                 self.feedback_token.check(authorization)
             grade = feedback_fields.grade(**fields)
         except errors.Unauthenticated:

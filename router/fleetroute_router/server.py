@@ -9,6 +9,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from fleetroute.v1alpha1 import router_pb2, router_pb2_grpc
+from fleetroute_router.control_auth import ControlAuth, ControlGuard
 from fleetroute_router.dataplane import DataPlane
 from fleetroute_router.grpc_api import RouterService
 from fleetroute_router.grpc_errors import DomainErrors
@@ -29,16 +30,23 @@ MAX_CONCURRENT_RPCS = 4096
 class RouterServer:
     """A grpc.aio server bound to one address; drain() stops it gracefully."""
 
-    def __init__(self, dataplane: DataPlane, address: str) -> None:
+    def __init__(
+        self, dataplane: DataPlane, address: str, *, guard: ControlGuard | None = None
+    ) -> None:
+        """`guard`: who may call the control rpcs (default: anyone)."""
         self.address = address
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         traced = instrumentation.grpc_server_interceptors(tracing.active())
+        guard = guard or ControlGuard()
+        control = ControlAuth(guard, on_refused=dataplane.telemetry.refused)
         self._server = grpc.aio.server(
-            interceptors=[*traced, DomainErrors()],
+            interceptors=[*traced, control, DomainErrors()],
             options=OPTIONS,
             maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
         )
-        router_pb2_grpc.add_RouterServicer_to_server(RouterService(dataplane), self._server)
+        router_pb2_grpc.add_RouterServicer_to_server(
+            RouterService(dataplane, control_checked=guard.enabled), self._server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server

@@ -74,6 +74,7 @@ REJECT_REASON: Final[Mapping[type[errors.RoutingError], str]] = {
     errors.NoCapacity: "no_capacity",
     errors.Overloaded: "overloaded",
     errors.UpstreamFailed: "upstream_failed",
+    errors.Unauthenticated: "unauthenticated",
 }
 
 
@@ -452,6 +453,12 @@ class RouterTelemetry:
             self.metrics.pending_dropped.labels("feedback", "expired").inc(expired)
         if pushed:
             self.metrics.pending_dropped.labels("feedback", "capacity").inc(pushed)
+
+    def refused(self, error: errors.RoutingError) -> None:
+        """A call refused outside a request's scope (a control rpc, a route over its limit)."""
+        reason = reject_reason(error)
+        if reason is not None:
+            self.metrics.rejected.labels(reason).inc()
 
     def dropped(self, stage: str, reason: str) -> None:
         self.metrics.pending_dropped.labels(stage, reason).inc()
