@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from fleetroute import routerconfig
-from fleetroute_router import errors
+from fleetroute_router import errors, unreported
 from fleetroute_router.auth import TokenFile
 from fleetroute_router.config_source import ConfigSource
 from fleetroute_router.control_auth import ControlGuard
@@ -143,6 +143,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="decisions held awaiting quality feedback; the oldest go first beyond that",
     )
     parser.add_argument(
+        "--unreported-ttl",
+        type=float,
+        default=30.0,
+        help="seconds at most that a gRPC Route awaiting its Report holds its endpoint's load "
+        "(less when the policy's SLO says a request takes less: 2 x its budget)",
+    )
+    parser.add_argument(
+        "--unreported-floor",
+        type=float,
+        default=2.0,
+        help="seconds at least that an unreported gRPC Route is held",
+    )
+    parser.add_argument(
+        "--max-unreported",
+        type=int,
+        default=4096,
+        help="gRPC Routes awaiting their Report in all; more get RESOURCE_EXHAUSTED",
+    )
+    parser.add_argument(
+        "--max-unreported-per-client",
+        type=int,
+        default=512,
+        help="gRPC Routes one client host may have awaiting their Report",
+    )
+    parser.add_argument(
         "--trace-content",
         action="store_true",
         default=None,
@@ -183,6 +208,7 @@ async def serve(args: argparse.Namespace) -> None:
             picker_config=_picker_config(args.endpoint_picker),
             feedback_token=_token(args.feedback_token_file),
             feedback_capacity=args.max_pending_feedback,
+            unreported=_unreported(args),
         )
         dataplane.start()
         stack.push_async_callback(dataplane.close)
@@ -235,6 +261,18 @@ async def serve(args: argparse.Namespace) -> None:
         watcher.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
+
+
+def _unreported(args: argparse.Namespace) -> unreported.Limits:
+    try:
+        return unreported.Limits(
+            ttl_s=args.unreported_ttl,
+            floor_s=args.unreported_floor,
+            max_total=args.max_unreported,
+            max_per_peer=args.max_unreported_per_client,
+        )
+    except ValueError as error:
+        raise routerconfig.ConfigError(str(error)) from None
 
 
 def _token(path: Path | None) -> TokenFile | None:

@@ -16,7 +16,8 @@ A request's life, top to bottom, each step one method here (transports call noth
                        decision's policy within its feedback window, once per source
 
 gRPC callers route and report themselves (route_remote, report_remote): the same steps, with
-their flights held here for a short time-to-live.
+their flights held here for a short time-to-live (from the policy's SLO) and a bounded number
+per client (unreported.Limits): Routes nobody reports cannot pile load onto an endpoint.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from fleetroute_router import energy, errors, reward
 from fleetroute_router import feedback as feedback_fields
 from fleetroute_router.auth import TokenFile
 from fleetroute_router.core import RoutingCore
-from fleetroute_router.decisions import Decision, Expiring
+from fleetroute_router.decisions import Decision
 from fleetroute_router.endpoints import config as endpoint_config
 from fleetroute_router.endpoints.breaker import CircuitBreakers
 from fleetroute_router.endpoints.context import PluginContext
@@ -52,11 +53,10 @@ from fleetroute_router.reward import Scores
 from fleetroute_router.telemetry import tracing
 from fleetroute_router.telemetry.metrics import RouterMetrics
 from fleetroute_router.telemetry.recorder import RouterTelemetry, Served
+from fleetroute_router.unreported import Limits, Unreported
 
 log = logging.getLogger(__name__)
 QUALITY_NAME = OBJECTIVES[QUALITY]
-# A gRPC Route whose caller never Reports releases its endpoint's load after this long.
-REMOTE_TTL_S = 120.0
 
 
 @dataclass
@@ -107,10 +107,13 @@ class DataPlane:
         scrape_interval_s: float = 0.075,
         breakers: CircuitBreakers | None = None,
         feedback_capacity: int = 100_000,
-        remote_ttl_s: float = REMOTE_TTL_S,
+        unreported: Limits | None = None,
         feedback_token: TokenFile | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`feedback_token`: when given, feedback must carry it as a bearer token."""
+        """`feedback_token`: when given, feedback must carry it as a bearer token;
+        `unreported`: how long and how many gRPC Routes may await their Report (`clock` times
+        them)."""
         self.feedback_token = feedback_token
         self.breakers = breakers or CircuitBreakers()
         self.scraper = (
@@ -142,7 +145,9 @@ class DataPlane:
             carbon_intensity=self.sources.carbon_intensity,
         )
         self.telemetry.set_fleet(fleet)
-        self._remote: Expiring[Flight] = Expiring(ttl_s=remote_ttl_s, on_drop=self._remote_drop)
+        self._remote: Unreported[Flight] = Unreported(
+            unreported, clock=clock, on_drop=self._remote_drop
+        )
 
     @property
     def fleet(self) -> Fleet:
@@ -195,6 +200,7 @@ class DataPlane:
     ) -> Flight:
         """Decide where a request goes (the policy's weights, or `objective` for this one)."""
         started = time.perf_counter()
+        self._remote.expire()  # unreported gRPC Routes past their time hold no load
         decision = self.core.route(info, request_id, objective)
         self.telemetry.decided(decision, time.perf_counter() - started)
         if decision.policy and self.core.quality_unobserved(decision.policy):
@@ -415,11 +421,25 @@ class DataPlane:
         info: RequestInfo,
         request_id: str = "",
         objective: config_pb2.Objective | None = None,
+        peer: str = "",
     ) -> Decision:
-        """Route for a caller that sends the request itself and Reports how it went."""
+        """Route for a caller (`peer`, its host) that sends the request itself and Reports how
+        it went; Overloaded when that caller (or all) have too many Routes unreported."""
+        try:
+            self._remote.admit(peer)
+        except errors.Overloaded as error:
+            self.telemetry.refused(error)
+            raise
         flight = self.route(info, request_id, objective=objective)
-        self._remote.put(flight.decision.id, flight)
+        policy = self.core.fleet.policies_by_name.get(flight.decision.policy)
+        ttl = self._remote.limits.ttl_for(policy, info.max_tokens)
+        self._remote.put(flight.decision.id, flight, peer, ttl)
         return flight.decision
+
+    @property
+    def unreported(self) -> int:
+        """gRPC Routes awaiting their Report."""
+        return len(self._remote)
 
     def report_remote(self, decision_id: str, outcome: reward.Outcome) -> Finished:
         """The outcome a gRPC caller measured for a decision of route_remote; UnknownDecision

@@ -14,6 +14,7 @@ from fleetroute_router.control_auth import authorization
 from fleetroute_router.dataplane import DataPlane
 from fleetroute_router.decisions import Decision
 from fleetroute_router.features import RequestInfo, chat_prompt
+from fleetroute_router.unreported import peer_host
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -98,7 +99,9 @@ class RouterService(router_pb2_grpc.RouterServicer):
         override = (
             objectives.checked(request.objective) if objectives.is_set(request.objective) else None
         )
-        decision = self._dataplane.route_remote(request_info(request), request.request_id, override)
+        decision = self._dataplane.route_remote(
+            request_info(request), request.request_id, override, peer=peer_host(context.peer())
+        )
         return decision_message(decision)
 
     async def Report(self, request: router_pb2.Feedback, context: Context) -> router_pb2.ReportAck:
