@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from fleetroute import routerconfig
-from fleetroute_router import errors, unreported
+from fleetroute_router import admin, errors, unreported
 from fleetroute_router.auth import TokenFile
 from fleetroute_router.config_source import ConfigSource
 from fleetroute_router.control_auth import ControlGuard
@@ -100,9 +100,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--drain-seconds", type=float, default=10.0, help="grace period on SIGTERM")
     parser.add_argument(
+        "--admin",
+        default=admin.DEFAULT_ADDRESS,
+        help="admin listener (host:port) for /metrics, /stats and /health, apart from the "
+        "public ports; '' disables",
+    )
+    parser.add_argument(
         "--metrics",
         default="",
-        help="also serve /metrics on this host:port (the proxy serves it at --http anyway)",
+        help="also serve /metrics alone on this host:port (a thread of its own)",
+    )
+    parser.add_argument(
+        "--proxy-metrics",
+        action="store_true",
+        help="also serve /metrics on the public proxy port (--http); off: only the admin "
+        "listener has it",
     )
     parser.add_argument(
         "--learning-state",
@@ -219,6 +231,10 @@ async def serve(args: argparse.Namespace) -> None:
             metrics = MetricsServer(dataplane.telemetry.registry, args.metrics)
             metrics.start()
             stack.callback(metrics.stop)
+        if args.admin:
+            admin_server = admin.AdminServer(dataplane, args.admin)
+            await admin_server.start()
+            stack.push_async_callback(admin_server.stop)
         guard = ControlGuard(_token(args.control_token_file))
         grpc_server = RouterServer(dataplane, args.grpc, guard=guard)
         await grpc_server.start()
@@ -233,6 +249,7 @@ async def serve(args: argparse.Namespace) -> None:
                 limits=Limits(max_in_flight=args.max_in_flight, max_queue=args.max_queue),
                 timeouts=Timeouts(first_byte_s=args.first_byte_timeout),
                 drain_s=args.drain_seconds,
+                metrics=args.proxy_metrics,
             )
             await proxy.start()
             stack.push_async_callback(proxy.stop)
@@ -244,6 +261,8 @@ async def serve(args: argparse.Namespace) -> None:
                 *("    " + line for line in EXAMPLE.format(base=base, model=model).splitlines()),
             ]
         lines.append(f"  Router gRPC API: {args.grpc.rsplit(':', 1)[0]}:{grpc_server.port}")
+        if args.admin:
+            lines.append(f"  admin (/metrics, /stats): http://{admin_server.address}")
         if args.ext_proc:
             extproc = ExtProcServer(dataplane, args.ext_proc)
             await extproc.start()

@@ -18,6 +18,7 @@ from fleetroute import routerconfig
 from fleetroute.cli import parser
 from fleetroute.top import command, snapshot, view
 from fleetroute.v1alpha1 import router_pb2_grpc
+from fleetroute_router.admin import AdminServer
 from fleetroute_router.command import embedded_config_path
 from fleetroute_router.dataplane import DataPlane
 from fleetroute_router.fleet import Fleet
@@ -49,8 +50,14 @@ async def router() -> AsyncIterator[Router]:
         proxy = ProxyServer(dataplane, "127.0.0.1:0")
         await proxy.start()
         stack.push_async_callback(proxy.stop)
-        base = f"http://{proxy.address}"
-        yield Router(f"127.0.0.1:{server.port}", f"{base}/metrics", f"{base}/v1/chat/completions")
+        admin = AdminServer(dataplane, "127.0.0.1:0")
+        await admin.start()
+        stack.push_async_callback(admin.stop)
+        yield Router(
+            f"127.0.0.1:{server.port}",
+            f"http://{admin.address}/metrics",
+            f"http://{proxy.address}/v1/chat/completions",
+        )
 
 
 async def _traffic(url: str, count: int) -> int:

@@ -23,8 +23,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--router", default="127.0.0.1:50051", help="router gRPC address")
     parser.add_argument(
         "--metrics",
-        default="http://127.0.0.1:8080/metrics",
-        help="the router's /metrics URL ('' shows no energy)",
+        default="http://127.0.0.1:9091/metrics",
+        help="the router's /metrics URL, on its admin listener ('' shows no energy)",
     )
     parser.add_argument("--policy", default="", help="show only this policy")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between readings")

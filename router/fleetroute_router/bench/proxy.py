@@ -53,6 +53,7 @@ async def measure(rate: float, seconds: float, rounds: int) -> dict[str, Any]:
         router = await children.python(
             "-m", "fleetroute", "--log-level", "WARNING", "serve", "--config", str(config),
             "--no-simulate", "--http", proxy, "--grpc", "127.0.0.1:0", "--ext-proc", "",
+            "--admin", "",
         )  # fmt: skip
         await harness.wait_ready(f"http://{backend}/health")
         await harness.wait_ready(f"http://{proxy}/health")
