@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from fleetroute import routerconfig
-from fleetroute_router import admin, errors, unreported
+from fleetroute_router import admin, errors, tls, unreported
 from fleetroute_router.auth import TokenFile
 from fleetroute_router.config_source import ConfigSource
 from fleetroute_router.control_auth import ControlGuard
@@ -149,6 +149,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "certificate is accepted instead; default: control rpcs are open",
     )
     parser.add_argument(
+        "--tls-cert-file",
+        type=Path,
+        default=None,
+        help="PEM certificate chain: the gRPC API, ext_proc and the proxy then speak TLS only "
+        "(reloaded when the file changes; e.g. a cert-manager Secret's tls.crt)",
+    )
+    parser.add_argument("--tls-key-file", type=Path, default=None, help="its PEM private key")
+    parser.add_argument(
+        "--tls-client-ca-file",
+        type=Path,
+        default=None,
+        help="PEM CA bundle: clients of every TLS listener must present a certificate it "
+        "signed (mutual TLS); such a client may call the control rpcs without a token",
+    )
+    parser.add_argument(
         "--max-pending-feedback",
         type=int,
         default=100_000,
@@ -201,6 +216,10 @@ async def serve(args: argparse.Namespace) -> None:
     """Serve until SIGTERM or SIGINT, then drain."""
     source = ConfigSource(args.config or embedded_config_path())
     source.reload()
+    try:
+        secure = tls.from_args(args.tls_cert_file, args.tls_key_file, args.tls_client_ca_file)
+    except tls.TlsError as error:
+        raise routerconfig.ConfigError(str(error)) from None
     assert source.fleet is not None  # noqa: S101 (reload raises otherwise)
     simulate = args.simulate if args.simulate is not None else args.config is None
     async with contextlib.AsyncExitStack() as stack:
@@ -235,8 +254,13 @@ async def serve(args: argparse.Namespace) -> None:
             admin_server = admin.AdminServer(dataplane, args.admin)
             await admin_server.start()
             stack.push_async_callback(admin_server.stop)
-        guard = ControlGuard(_token(args.control_token_file))
-        grpc_server = RouterServer(dataplane, args.grpc, guard=guard)
+        if secure is not None:
+            reload = asyncio.create_task(secure.watch(args.reload_interval))
+            stack.callback(reload.cancel)
+        guard = ControlGuard(
+            _token(args.control_token_file), client_certs=secure is not None and secure.mutual
+        )
+        grpc_server = RouterServer(dataplane, args.grpc, guard=guard, tls=secure)
         await grpc_server.start()
         stack.push_async_callback(grpc_server.drain, args.drain_seconds)
         lines = [f"fleetroute router serving {source.path}"]
@@ -250,10 +274,11 @@ async def serve(args: argparse.Namespace) -> None:
                 timeouts=Timeouts(first_byte_s=args.first_byte_timeout),
                 drain_s=args.drain_seconds,
                 metrics=args.proxy_metrics,
+                tls=secure,
             )
             await proxy.start()
             stack.push_async_callback(proxy.stop)
-            base = f"http://{proxy.address}/v1"
+            base = f"{'https' if secure else 'http'}://{proxy.address}/v1"
             model = next(iter(dataplane.fleet.policies), "MODEL")
             lines += [
                 f"  OpenAI-compatible API: {base}  (models: {', '.join(source.fleet.models())})",
@@ -264,7 +289,7 @@ async def serve(args: argparse.Namespace) -> None:
         if args.admin:
             lines.append(f"  admin (/metrics, /stats): http://{admin_server.address}")
         if args.ext_proc:
-            extproc = ExtProcServer(dataplane, args.ext_proc)
+            extproc = ExtProcServer(dataplane, args.ext_proc, tls=secure)
             await extproc.start()
             stack.push_async_callback(extproc.stop)
             lines.append(f"  Envoy ext_proc: {args.ext_proc.rsplit(':', 1)[0]}:{extproc.port}")

@@ -14,6 +14,7 @@ from fleetroute_router.dataplane import DataPlane
 from fleetroute_router.grpc_api import RouterService
 from fleetroute_router.grpc_errors import DomainErrors
 from fleetroute_router.telemetry import instrumentation, tracing
+from fleetroute_router.tls import ReloadingTls
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name
@@ -31,9 +32,15 @@ class RouterServer:
     """A grpc.aio server bound to one address; drain() stops it gracefully."""
 
     def __init__(
-        self, dataplane: DataPlane, address: str, *, guard: ControlGuard | None = None
+        self,
+        dataplane: DataPlane,
+        address: str,
+        *,
+        guard: ControlGuard | None = None,
+        tls: ReloadingTls | None = None,
     ) -> None:
-        """`guard`: who may call the control rpcs (default: anyone)."""
+        """`guard`: who may call the control rpcs (default: anyone); `tls`: serve TLS (mutual
+        when it has a client CA) instead of plaintext."""
         self.address = address
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         traced = instrumentation.grpc_server_interceptors(tracing.active())
@@ -51,7 +58,11 @@ class RouterServer:
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
         )
-        self.port = self._server.add_insecure_port(address)
+        self.port = (
+            self._server.add_secure_port(address, tls.grpc_credentials())
+            if tls is not None
+            else self._server.add_insecure_port(address)
+        )
         if self.port == 0:
             raise OSError(f"cannot bind the gRPC server to {address}")
 

@@ -912,6 +912,60 @@ def _check_control_token(r: Rendered) -> None:
     assert mounts["control-token"]["readOnly"] is True
 
 
+TLS: dict[str, Any] = {
+    "router": {
+        "tls": {"secret": "router-tls", "clientAuth": True},
+        "control": {"tokenSecret": "controllers"},
+    },
+    "operator": {"routerClientSecret": "operator-tls"},
+}
+
+
+def _mounts(r: Rendered, name: str, container_name: str) -> dict[str, str]:
+    return {m["name"]: m["mountPath"] for m in container(r, name, container_name)["volumeMounts"]}
+
+
+def _check_tls(r: Rendered) -> None:
+    router_args = args(r, ROUTER, "router")
+    for flag in (
+        "--tls-cert-file=/var/run/fleetroute/tls/tls.crt",
+        "--tls-key-file=/var/run/fleetroute/tls/tls.key",
+        "--tls-client-ca-file=/var/run/fleetroute/tls/ca.crt",
+    ):
+        assert flag in router_args
+    (volume,) = [v for v in pod_spec(r, ROUTER)["volumes"] if v["name"] == "tls"]
+    assert volume["secret"]["secretName"] == "router-tls"
+    assert [i["key"] for i in volume["secret"]["items"]] == ["tls.crt", "tls.key", "ca.crt"]
+    assert _mounts(r, ROUTER, "router")["tls"] == "/var/run/fleetroute/tls"
+    router = container(r, ROUTER, "router")
+    for probe in ("livenessProbe", "readinessProbe"):  # kubelet's gRPC probes have no TLS
+        assert router[probe]["httpGet"] == {"path": "/health", "port": "admin"}
+    operator_args = args(r, OPERATOR, "operator")
+    for flag in (
+        "--router-token-file=/var/run/fleetroute/router-token/token",
+        "--router-ca-file=/var/run/fleetroute/router-ca/ca.crt",
+        "--router-cert-file=/var/run/fleetroute/router-client/tls.crt",
+        "--router-key-file=/var/run/fleetroute/router-client/tls.key",
+    ):
+        assert flag in operator_args
+    volumes = {v["name"]: v["secret"] for v in pod_spec(r, OPERATOR)["volumes"] if "secret" in v}
+    assert volumes["router-token"]["secretName"] == "controllers"
+    assert volumes["router-ca"] == {
+        "secretName": "router-tls",
+        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+    }
+    assert volumes["router-client"]["secretName"] == "operator-tls"
+    assert set(_mounts(r, OPERATOR, "operator")) >= {"router-token", "router-ca", "router-client"}
+
+
+def _check_tls_server_only(r: Rendered) -> None:
+    router_args = args(r, ROUTER, "router")
+    assert "--tls-cert-file=/var/run/fleetroute/tls/tls.crt" in router_args
+    assert not [a for a in router_args if a.startswith("--tls-client-ca-file")]
+    assert "--router-ca-file=/var/run/fleetroute/router-ca/ca.crt" in args(r, OPERATOR, "operator")
+    assert not [a for a in args(r, OPERATOR, "operator") if a.startswith("--router-cert-file")]
+
+
 def _check_learning_prior(r: Rendered) -> None:
     pod = pod_spec(r, ROUTER)
     assert "--learning-prior=/etc/fleetroute/prior/learning.pb" in args(r, ROUTER, "router")
@@ -956,6 +1010,9 @@ VALUE_CASES += [
         {"router": {"control": {"tokenSecret": "controllers"}}},
         _check_control_token,
     ),
+    ("router.tls.secret", {"router": {"tls": {"secret": "router-tls"}}}, _check_tls_server_only),
+    ("router.tls.clientAuth", TLS, _check_tls),
+    ("operator.routerClientSecret", TLS, _check_tls),
     ("router.learningPrior", {"router": {"learningPrior": "priors"}}, _check_learning_prior),
     (
         "gateway.securityContext",
@@ -1052,6 +1109,16 @@ def test_every_value_has_a_case() -> None:
             {"router": {"mode": "sidecar"}},
             "router.mode=sidecar needs gateway.image",
             id="sidecar-without-gateway",
+        ),
+        pytest.param(
+            {"router": {"tls": {"clientAuth": True}}},
+            "router.tls.clientAuth needs router.tls.secret",
+            id="client-auth-without-tls",
+        ),
+        pytest.param(
+            {"router": {"tls": {"secret": "router-tls", "clientAuth": True}}},
+            "router.tls.clientAuth needs operator.routerClientSecret",
+            id="client-auth-without-an-operator-certificate",
         ),
         pytest.param(
             {"operator": {"serviceAccount": {"create": False}}},

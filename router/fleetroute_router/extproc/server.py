@@ -10,6 +10,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from fleetroute_router.dataplane import DataPlane
 from fleetroute_router.extproc.service import ExternalProcessor
+from fleetroute_router.tls import ReloadingTls
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "envoy.service.ext_proc.v3.ExternalProcessor"
@@ -30,7 +31,9 @@ class ExtProcServer:
         address: str = "127.0.0.1:9002",
         *,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        tls: ReloadingTls | None = None,
     ) -> None:
+        """`tls`: serve TLS (mutual when it has a client CA, as Envoy's cluster sets it up)."""
         self.address = address
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         # A buffered body arrives as one message: gRPC's 4 MiB default would refuse it before
@@ -46,7 +49,11 @@ class ExtProcServer:
         self.processor = ExternalProcessor(dataplane, max_body_bytes)
         ext_grpc.add_ExternalProcessorServicer_to_server(self.processor, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
-        self.port = self._server.add_insecure_port(address)
+        self.port = (
+            self._server.add_secure_port(address, tls.grpc_credentials())
+            if tls is not None
+            else self._server.add_insecure_port(address)
+        )
         if self.port == 0:
             raise OSError(f"cannot bind the ext_proc server to {address}")
 

@@ -17,6 +17,7 @@ from fleetroute_router.proxy import http_errors
 from fleetroute_router.proxy.admission import Admission
 from fleetroute_router.proxy.upstream import Timeouts, Upstream
 from fleetroute_router.telemetry import instrumentation
+from fleetroute_router.tls import ReloadingTls
 
 log = logging.getLogger(__name__)
 FEEDBACK_PATH = "/v1/feedback"
@@ -44,11 +45,13 @@ class ProxyServer:
         timeouts: Timeouts | None = None,
         drain_s: float = 10.0,
         metrics: bool = False,
+        tls: ReloadingTls | None = None,
     ) -> None:
         """`drain_s`: on stop, how long requests in flight may take to finish; `metrics`: serve
         /metrics here too (it names endpoints: by default only the admin listener has it)."""
         self.dataplane = dataplane
         self.metrics = metrics
+        self.tls = tls
         self.drain_s = drain_s
         self.host, _, port = address.rpartition(":")
         self.port = int(port)
@@ -88,7 +91,8 @@ class ProxyServer:
             max_field_size=self.limits.max_header_bytes,
         )
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port).start()
+        context = self.tls.context if self.tls is not None else None
+        await web.TCPSite(self._runner, self.host, self.port, ssl_context=context).start()
         if self.port == 0:
             self.port = self._runner.addresses[0][1]
 
