@@ -164,6 +164,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "signed (mutual TLS); such a client may call the control rpcs without a token",
     )
     parser.add_argument(
+        "--upstream-ca-file",
+        type=Path,
+        default=None,
+        help="PEM CA bundle verifying model servers of pools whose scheme is https "
+        "(default: the system's CAs)",
+    )
+    parser.add_argument(
         "--max-pending-feedback",
         type=int,
         default=100_000,
@@ -240,6 +247,7 @@ async def serve(args: argparse.Namespace) -> None:
             feedback_token=_token(args.feedback_token_file),
             feedback_capacity=args.max_pending_feedback,
             unreported=_unreported(args),
+            upstream_ca=args.upstream_ca_file,
         )
         dataplane.start()
         stack.push_async_callback(dataplane.close)

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import ssl
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -110,14 +112,24 @@ class DataPlane:
         unreported: Limits | None = None,
         feedback_token: TokenFile | None = None,
         clock: Callable[[], float] = time.monotonic,
+        upstream_ca: Path | None = None,
     ) -> None:
         """`feedback_token`: when given, feedback must carry it as a bearer token;
+        `upstream_ca`: the CA bundle verifying https model servers (default: the system's);
         `unreported`: how long and how many gRPC Routes may await their Report (`clock` times
         them)."""
         self.feedback_token = feedback_token
+        # True: aiohttp verifies https servers against the system's CAs.
+        self.upstream_ssl: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=upstream_ca) if upstream_ca is not None else True
+        )
         self.breakers = breakers or CircuitBreakers()
         self.scraper = (
-            MetricsScraper(interval_s=scrape_interval_s, on_unreachable=self.breakers.failure)
+            MetricsScraper(
+                interval_s=scrape_interval_s,
+                on_unreachable=self.breakers.failure,
+                ssl_context=self.upstream_ssl,
+            )
             if scrape
             else None
         )
@@ -174,7 +186,7 @@ class DataPlane:
             self.telemetry.set_fleet(fleet)
         if self.scraper is not None:
             self.scraper.set_endpoints(
-                e.address for pool in fleet.config.pools for e in pool.endpoints
+                (e.address for pool in fleet.config.pools for e in pool.endpoints), fleet.secure
             )
         self.sources.set_fleet(fleet)
 
