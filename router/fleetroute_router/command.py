@@ -202,6 +202,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="gRPC Routes one client host may have awaiting their Report",
     )
     parser.add_argument(
+        "--prune-grace",
+        type=float,
+        default=300.0,
+        help="seconds an endpoint gone from the config keeps its breaker state, learned TTFT "
+        "and metric series (a pod back under the same address keeps them)",
+    )
+    parser.add_argument(
         "--trace-content",
         action="store_true",
         default=None,
@@ -248,6 +255,7 @@ async def serve(args: argparse.Namespace) -> None:
             feedback_capacity=args.max_pending_feedback,
             unreported=_unreported(args),
             upstream_ca=args.upstream_ca_file,
+            prune_grace_s=args.prune_grace,
         )
         dataplane.start()
         stack.push_async_callback(dataplane.close)

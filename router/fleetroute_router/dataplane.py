@@ -34,7 +34,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from fleetroute.v1alpha1 import config_pb2, learning_pb2
-from fleetroute_router import energy, errors, reward
+from fleetroute_router import energy, errors, pruning, reward
 from fleetroute_router import feedback as feedback_fields
 from fleetroute_router.auth import TokenFile
 from fleetroute_router.core import RoutingCore
@@ -113,9 +113,11 @@ class DataPlane:
         feedback_token: TokenFile | None = None,
         clock: Callable[[], float] = time.monotonic,
         upstream_ca: Path | None = None,
+        prune_grace_s: float = pruning.DEFAULT_GRACE_S,
     ) -> None:
         """`feedback_token`: when given, feedback must carry it as a bearer token;
         `upstream_ca`: the CA bundle verifying https model servers (default: the system's);
+        `prune_grace_s`: how long what is kept per endpoint outlives its leaving the fleet;
         `unreported`: how long and how many gRPC Routes may await their Report (`clock` times
         them)."""
         self.feedback_token = feedback_token
@@ -157,6 +159,12 @@ class DataPlane:
             carbon_intensity=self.sources.carbon_intensity,
         )
         self.telemetry.set_fleet(fleet)
+        self.pruner = pruning.EndpointPruner(
+            [self.breakers.forget, self._forget_picked, self.telemetry.forget_endpoints],
+            grace_s=prune_grace_s,
+            clock=clock,
+        )
+        self.pruner.set_endpoints(self._addresses(fleet))
         self._remote: Unreported[Flight] = Unreported(
             unreported, clock=clock, on_drop=self._remote_drop
         )
@@ -180,10 +188,20 @@ class DataPlane:
         """Begin scraping (needs a running event loop)."""
         self.set_fleet(self.core.fleet)
 
+    @staticmethod
+    def _addresses(fleet: Fleet) -> set[str]:
+        return {e.address for pool in fleet.config.pools for e in pool.endpoints}
+
+    def _forget_picked(self, addresses: Collection[str]) -> None:
+        if self.picker is not None:
+            self.picker.forget(addresses)
+
     def set_fleet(self, fleet: Fleet) -> None:
         if fleet is not self.core.fleet:
             self.core.set_fleet(fleet)
             self.telemetry.set_fleet(fleet)
+            self.pruner.set_endpoints(self._addresses(fleet))
+            self.pruner.sweep()
         if self.scraper is not None:
             self.scraper.set_endpoints(
                 (e.address for pool in fleet.config.pools for e in pool.endpoints), fleet.secure
@@ -213,6 +231,7 @@ class DataPlane:
         """Decide where a request goes (the policy's weights, or `objective` for this one)."""
         started = time.perf_counter()
         self._remote.expire()  # unreported gRPC Routes past their time hold no load
+        self.pruner.sweep()  # endpoints long gone: their state goes (cheap until it is time)
         decision = self.core.route(info, request_id, objective)
         self.telemetry.decided(decision, time.perf_counter() - started)
         if decision.policy and self.core.quality_unobserved(decision.policy):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -213,6 +213,11 @@ class RouterTelemetry:
         for policy in fleet.config.policies:
             for reason in FALLBACK_REASONS:
                 self.metrics.fallbacks.labels(policy.name, reason)
+
+    def forget_endpoints(self, addresses: Collection[str]) -> None:
+        """Endpoints gone from the fleet past their grace: remove their labelled series."""
+        for address in addresses:
+            self.metrics.requests.remove_by_labels({"endpoint": address})
 
     # A request
 
