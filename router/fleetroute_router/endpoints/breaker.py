@@ -68,8 +68,5 @@ class CircuitBreakers:
         for address in addresses:
             self._states.pop(address, None)
 
-    def __len__(self) -> int:
-        return len(self._states)
-
     def open_endpoints(self) -> list[str]:
         return sorted(a for a in self._states if self.is_open(a))

@@ -53,9 +53,6 @@ class TtftScorer:
         for address in addresses:
             self._unit.pop(address, None)
 
-    def __len__(self) -> int:
-        return len(self._unit)
-
 
 def factory(name: str, raw: Mapping[str, Any], context: PluginContext) -> TtftScorer:
     return TtftScorer(name, params.decode(Parameters, raw))
