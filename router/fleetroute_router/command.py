@@ -96,6 +96,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-in-flight", type=int, default=2048, help="proxy requests at once")
     parser.add_argument("--max-queue", type=int, default=2048, help="queued beyond that; then 429")
     parser.add_argument(
+        "--ext-proc-max-in-flight",
+        type=int,
+        default=2048,
+        help="ext_proc requests routed and not yet answered; more are answered 429",
+    )
+    parser.add_argument(
+        "--max-grpc-calls",
+        type=int,
+        default=4096,
+        help="calls (gRPC API) and streams (ext_proc) handled at once; more get RESOURCE_EXHAUSTED",
+    )
+    parser.add_argument(
         "--reload-interval", type=float, default=1.0, help="seconds between config checks"
     )
     parser.add_argument("--drain-seconds", type=float, default=10.0, help="grace period on SIGTERM")
@@ -276,7 +288,9 @@ async def serve(args: argparse.Namespace) -> None:
         guard = ControlGuard(
             _token(args.control_token_file), client_certs=secure is not None and secure.mutual
         )
-        grpc_server = RouterServer(dataplane, args.grpc, guard=guard, tls=secure)
+        grpc_server = RouterServer(
+            dataplane, args.grpc, guard=guard, tls=secure, max_concurrent_rpcs=args.max_grpc_calls
+        )
         await grpc_server.start()
         stack.push_async_callback(grpc_server.drain, args.drain_seconds)
         lines = [f"fleetroute router serving {source.path}"]
@@ -305,7 +319,13 @@ async def serve(args: argparse.Namespace) -> None:
         if args.admin:
             lines.append(f"  admin (/metrics, /stats): http://{admin_server.address}")
         if args.ext_proc:
-            extproc = ExtProcServer(dataplane, args.ext_proc, tls=secure)
+            extproc = ExtProcServer(
+                dataplane,
+                args.ext_proc,
+                tls=secure,
+                max_in_flight=args.ext_proc_max_in_flight,
+                max_streams=args.max_grpc_calls,
+            )
             await extproc.start()
             stack.push_async_callback(extproc.stop)
             lines.append(f"  Envoy ext_proc: {args.ext_proc.rsplit(':', 1)[0]}:{extproc.port}")

@@ -38,9 +38,11 @@ class RouterServer:
         *,
         guard: ControlGuard | None = None,
         tls: ReloadingTls | None = None,
+        max_concurrent_rpcs: int = MAX_CONCURRENT_RPCS,
     ) -> None:
         """`guard`: who may call the control rpcs (default: anyone); `tls`: serve TLS (mutual
-        when it has a client CA) instead of plaintext."""
+        when it has a client CA) instead of plaintext; `max_concurrent_rpcs`: calls at once,
+        RESOURCE_EXHAUSTED beyond."""
         self.address = address
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         traced = instrumentation.grpc_server_interceptors(tracing.active())
@@ -49,7 +51,7 @@ class RouterServer:
         self._server = grpc.aio.server(
             interceptors=[*traced, control, DomainErrors()],
             options=OPTIONS,
-            maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
+            maximum_concurrent_rpcs=max_concurrent_rpcs,
         )
         router_pb2_grpc.add_RouterServicer_to_server(
             RouterService(dataplane, control_checked=guard.enabled), self._server

@@ -32,21 +32,25 @@ class ExtProcServer:
         *,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         tls: ReloadingTls | None = None,
+        max_in_flight: int = 2048,
+        max_streams: int = MAX_CONCURRENT_STREAMS,
     ) -> None:
-        """`tls`: serve TLS (mutual when it has a client CA, as Envoy's cluster sets it up)."""
+        """`tls`: serve TLS (mutual when it has a client CA, as Envoy's cluster sets it up);
+        `max_in_flight`: routed requests whose response has not ended (429 beyond);
+        `max_streams`: streams at once, routed or not (RESOURCE_EXHAUSTED beyond)."""
         self.address = address
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         # A buffered body arrives as one message: gRPC's 4 MiB default would refuse it before
         # the processor's own body limit (413) could answer.
         receive_limit = max_body_bytes + MESSAGE_OVERHEAD_BYTES
         self._server = grpc.aio.server(
-            maximum_concurrent_rpcs=MAX_CONCURRENT_STREAMS,
+            maximum_concurrent_rpcs=max_streams,
             options=[
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_receive_message_length", receive_limit),
             ],
         )
-        self.processor = ExternalProcessor(dataplane, max_body_bytes)
+        self.processor = ExternalProcessor(dataplane, max_body_bytes, max_in_flight)
         ext_grpc.add_ExternalProcessorServicer_to_server(self.processor, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         self.port = (
