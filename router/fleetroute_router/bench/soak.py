@@ -5,6 +5,8 @@ servers that this process starts and stops: every --churn seconds one endpoint i
 a new one on a new port (as pods are rescheduled) and the config file is rewritten. An
 open-loop load of one-token chat requests at --rate runs throughout, half through a policy
 alias. The router's RSS is sampled; the growth is reported from the end of --warmup to the end.
+The policy's feedback window is short (--feedback-window): decisions awaiting feedback are
+bounded by window x rate by design, and would otherwise still be filling up after the warm-up.
 """
 
 from __future__ import annotations
@@ -26,8 +28,6 @@ from fleetroute_router.sim.server import SimServer
 
 MODEL = "bench/soak-1B"
 ALIAS = "bench/soak"
-# An endpoint gone from the config keeps its state this long in the soaked router.
-GRACE_S = 5.0
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +39,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--churn", type=float, default=1.0, help="seconds between replacements")
     parser.add_argument("--endpoints", type=int, default=4, help="endpoints at any time")
     parser.add_argument("--sample", type=float, default=30.0, help="seconds between RSS samples")
+    parser.add_argument(
+        "--prune-grace", type=float, default=5.0, help="the router's --prune-grace (seconds)"
+    )
+    parser.add_argument(
+        "--feedback-window", type=float, default=15.0, help="the policy's feedbackWindow (s)"
+    )
 
 
 def rss_mib(pid: int) -> float:
@@ -49,7 +55,7 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
-def _config(addresses: list[str]) -> config_pb2.RouterConfig:
+def _config(addresses: list[str], window_s: float) -> config_pb2.RouterConfig:
     config = config_pb2.RouterConfig()
     pool = config.pools.add(name="soak", model=MODEL, gpus_per_replica=1)
     pool.gpu.product, pool.gpu.idle_watts, pool.gpu.max_watts = "NVIDIA-L4", 16, 72
@@ -60,14 +66,15 @@ def _config(addresses: list[str]) -> config_pb2.RouterConfig:
         objective=config_pb2.Objective(latency=1, energy=1),
         algorithm=config_pb2.Algorithm(name="linucb"),
     )  # fmt: skip
+    config.policies[0].feedback_window.FromMilliseconds(round(window_s * 1000))
     return config
 
 
 class Churn:
     """Simulated servers, one replaced every period; the router's config file follows."""
 
-    def __init__(self, path: Path, count: int) -> None:
-        self.path, self.count = path, count
+    def __init__(self, path: Path, count: int, window_s: float) -> None:
+        self.path, self.count, self.window_s = path, count, window_s
         self.timing = ServerModel.of(MODEL, "NVIDIA-L4", max_batch=4096, speed=0.0)
         self.live: list[SimServer] = []
         self.started = 0
@@ -81,7 +88,8 @@ class Churn:
 
     def _write(self) -> None:
         temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(routerconfig.dumps(_config([s.address for s in self.live])))
+        config = _config([s.address for s in self.live], self.window_s)
+        temporary.write_text(routerconfig.dumps(config))
         temporary.replace(self.path)  # atomic, as a ConfigMap update
 
     async def start(self) -> None:
@@ -116,7 +124,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     (proxy_port,) = harness.free_ports(1)
     proxy = f"127.0.0.1:{proxy_port}"
     children = harness.Children()
-    churn = Churn(children.path("router-config.json"), args.endpoints)
+    churn = Churn(children.path("router-config.json"), args.endpoints, args.feedback_window)
     samples: list[tuple[float, float]] = []
     answered = failed = 0
     try:
@@ -125,7 +133,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             "-m", "fleetroute", "--log-level", "WARNING", "serve",
             "--config", str(churn.path), "--no-simulate", "--http", proxy,
             "--grpc", "127.0.0.1:0", "--ext-proc", "", "--admin", "",
-            "--reload-interval", "0.5", "--prune-grace", str(GRACE_S),
+            "--reload-interval", "0.5", "--prune-grace", str(args.prune_grace),
         )  # fmt: skip
         await harness.wait_ready(f"http://{proxy}/health")
         churning = asyncio.create_task(churn.run(args.churn))
@@ -149,6 +157,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     after_warmup = [rss for at, rss in samples if at >= args.warmup] or [samples[-1][1]]
     return {
         "seconds": args.seconds,
+        "prune_grace_s": args.prune_grace,
+        "feedback_window_s": args.feedback_window,
         "target_rps": args.rate,
         "answered": answered,
         "failed": failed,
