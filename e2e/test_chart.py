@@ -34,6 +34,7 @@ NAMESPACE = "fleetroute-chart-e2e"
 FLEET_NAMESPACE = "fleetroute-chart-fleet"
 SERVICE_ACCOUNT = f"{RELEASE}-operator"
 USER = f"system:serviceaccount:{NAMESPACE}:{SERVICE_ACCOUNT}"
+ROUTER_USER = f"system:serviceaccount:{NAMESPACE}:{RELEASE}-router"
 ROUTER_CONFIG = "fleetroute-router-config"
 GPU_POOL_PREFIX = "chart-e2e-"
 CRDS = ("gpupools.fleetroute.dev", "modelpools.fleetroute.dev", "routingpolicies.fleetroute.dev")
@@ -169,6 +170,8 @@ def test_install_creates_every_object(cluster: Cluster, helm: Helm, release: str
         "RoleBinding",
         "Service",
         "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ]
     for kind, name, namespace in objects:
         assert get(cluster, kind, name, namespace) is not None, (kind, name)
@@ -280,6 +283,59 @@ def test_rbac_is_exactly_the_expectation(
     expected = set().union(*(expected_rules(EXPECTED_RBAC["cluster"][s]) for s in scopes))
     missing, excess = sorted(expected - granted), sorted(granted - expected)
     assert (missing, excess) == ([], []), f"missing: {missing}; excess: {excess}"
+
+
+@pytest.mark.parametrize(
+    ("namespace", "scopes"),
+    [
+        pytest.param(NAMESPACE, ("releaseNamespace",), id="release-namespace"),
+        pytest.param(FLEET_NAMESPACE, (), id="other-namespace"),
+    ],
+)
+def test_router_rbac_is_exactly_the_expectation(
+    cluster: Cluster, release: str, namespace: str, scopes: tuple[str, ...]
+) -> None:
+    """The router's ServiceAccount (learning sharing on by default): its own ConfigMaps only."""
+    cluster.kubectl("create", "namespace", namespace, check=False)
+    granted = can_i_list(cluster, ROUTER_USER, namespace) - always_rules()
+    expected = set().union(set(), *(expected_rules(EXPECTED_RBAC["router"][s]) for s in scopes))
+    missing, excess = sorted(expected - granted), sorted(granted - expected)
+    assert (missing, excess) == ([], []), f"missing: {missing}; excess: {excess}"
+
+
+def test_router_writes_only_its_learning_configmaps(cluster: Cluster, release: str) -> None:
+    """The admission policy narrows the router's configmaps rights (RBAC cannot select by
+    label) to replica learning objects: its own config and any other ConfigMap are refused."""
+    learning = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": "fleetroute-learning-router-0",
+            "namespace": NAMESPACE,
+            "labels": {"fleetroute.dev/learning": "replica"},
+        },
+    }
+    other = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "not-learning", "namespace": NAMESPACE},
+    }
+
+    def apply(obj: dict[str, Any]) -> Any:
+        return cluster.kubectl(
+            "apply", "--server-side", "--field-manager=fleetroute-router", f"--as={ROUTER_USER}",
+            "-f", "-", input=json.dumps(obj), check=False,
+        )  # fmt: skip
+
+    created = apply(learning)
+    assert created.returncode == 0, created.stderr
+    for refused in (other, {**other, "metadata": {**other["metadata"], "name": ROUTER_CONFIG}}):
+        result = apply(refused)
+        assert result.returncode != 0
+        assert "the router writes only its learning ConfigMaps" in result.stderr
+    unlabelled = apply({**learning, "metadata": {**learning["metadata"], "labels": {}}})
+    assert unlabelled.returncode != 0
+    cluster.kubectl("delete", "configmap", learning["metadata"]["name"], "-n", NAMESPACE)
 
 
 def test_upgrade_applies_changes_and_prunes(cluster: Cluster, helm: Helm, release: str) -> None:

@@ -111,8 +111,13 @@ def operator(
     deployment = get(cluster, "deployment", f"{RELEASE}-operator", NAMESPACE)
     assert deployment is not None
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    scope = [a for a in container["args"] if a.startswith(("--namespace", "--no-gpupool-status"))]
-    assert scope == [f"--namespace={WATCHED}", "--no-gpupool-status"]
+    scope = [
+        a
+        for a in container["args"]
+        if a.startswith(("--namespace", "--no-gpupool-status", "--no-learning-fold"))
+    ]
+    # No router in this release: no learning to fold, and no rights for it.
+    assert scope == [f"--namespace={WATCHED}", "--no-gpupool-status", "--no-learning-fold"]
     process = OperatorProcess(
         kubeconfig, directory / "operator.log", "--router-config-namespace", NAMESPACE, *scope
     )
@@ -135,7 +140,9 @@ def operator(
 @pytest.mark.parametrize(
     ("namespace", "scopes"),
     [
-        pytest.param(NAMESPACE, ("clusterRole", "releaseNamespace"), id="release-namespace"),
+        pytest.param(
+            NAMESPACE, ("clusterRole", "releaseNamespaceNoRouter"), id="release-namespace"
+        ),
         pytest.param(WATCHED, ("clusterRole", "watchedNamespace"), id="watched-namespace"),
         pytest.param(OTHER, ("clusterRole",), id="other-namespace"),
     ],

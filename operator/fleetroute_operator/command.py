@@ -56,6 +56,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--metrics", default=None, help="serve Prometheus /metrics on host:port, e.g. 0.0.0.0:8081"
     )
     parser.add_argument(
+        "--no-learning-fold",
+        dest="learning_fold",
+        action="store_false",
+        help="leave the routers' learning ConfigMaps alone: no finalizers, no fold into the base "
+        "when a replica's Pod goes, RoutingPolicy status from --router-address only",
+    )
+    parser.add_argument(
+        "--learning-stale-after",
+        type=float,
+        default=60.0,
+        help="seconds without a publish after which a router replica is flagged stale",
+    )
+    parser.add_argument(
         "--no-gpupool-status",
         dest="gpupool_status",
         action="store_false",
@@ -75,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
             args.router_token_file, args.router_ca_file, args.router_cert_file, args.router_key_file
         ),
         gpupool_status=args.gpupool_status,
+        learning_fold=args.learning_fold,
+        learning_stale_after=args.learning_stale_after,
     )
     main.run(settings, liveness_endpoint=args.liveness, metrics_address=args.metrics)
     return 0

@@ -10,13 +10,14 @@ from typing import Any
 import kopf
 
 from fleetroute.crds import GROUP, VERSION
-from fleetroute_operator import conditions, reconcile, router_stats
+from fleetroute_operator import conditions, reconcile, replica_fold, router_stats
 from fleetroute_operator.capacity import NodeFacts, node_facts, pod_requests, pool_capacity
 from fleetroute_operator.kube import ApiError, Kube
 from fleetroute_operator.resync import Refresh, Resync
 from fleetroute_operator.settings import Settings
 from fleetroute_operator.telemetry import OperatorTelemetry
 
+log = logging.getLogger(__name__)
 RETRY_DELAY_S = 5.0
 GPUPOOLS = (GROUP, VERSION, "gpupools")
 MODELPOOLS = (GROUP, VERSION, "modelpools")
@@ -42,6 +43,22 @@ class State:
             if settings.router_address
             else None
         )
+        self.learning = (
+            replica_fold.ReplicaFolder(
+                kube, settings.router_config_namespace, settings.learning_stale_after
+            )
+            if settings.learning_fold
+            else None
+        )
+
+    def fold_learning(self) -> None:
+        """Fold departed router replicas into the base and refresh the merged view (resync)."""
+        if self.learning is None:
+            return
+        try:
+            self.learning.sync()
+        except ApiError as error:
+            log.warning("router learning not folded this pass: %s", error)
 
 
 def _state(memo: kopf.Memo) -> State:
@@ -167,11 +184,20 @@ def policy_status(
 ) -> None:
     """Refresh which candidates exist and are Ready, and what the router learned of each."""
     pools = {key: pool for key in index_modelpools if (pool := _one(index_modelpools, key))}
-    stats = _state(memo).router_stats
+    state = _state(memo)
+    stats = state.router_stats
     meta = body["metadata"]
-    learned = stats.get().get(f"{meta['namespace']}/{meta['name']}") if stats else None
+    key = f"{meta['namespace']}/{meta['name']}"
+    learned = stats.get().get(key) if stats else None
+    view = state.learning.view if state.learning is not None else None
+    replicas = None
+    if view is not None:  # the merged learning of every replica, rather than one router's
+        objective = (body.get("spec") or {}).get("objective") or {}
+        weights = {str(k): float(v) for k, v in objective.items()}
+        learned = replica_fold.policy_learned(view, key, weights) or learned
+        replicas = replica_fold.replicas_status(view)
     try:
-        status = reconcile.routingpolicy_status(body, pools, learned)
+        status = reconcile.routingpolicy_status(body, pools, learned, replicas)
     except reconcile.InvalidSpec as error:
         _patch_status(body, patch, reconcile.invalid_spec(body, str(error)))
         raise kopf.PermanentError(f"invalid RoutingPolicy: {error}") from error
@@ -265,7 +291,12 @@ def resync(
         # figures are partial: it leaves GPUPool status (cluster-scoped) to a cluster-wide one.
         refreshes = tuple(r for r in refreshes if r.kind != "GPUPool")
     return Resync(
-        state.kube, memo, indices, refreshes, observed.reconciler("RouterConfig", router_config)
+        state.kube,
+        memo,
+        indices,
+        refreshes,
+        observed.reconciler("RouterConfig", router_config),
+        before=state.fold_learning,
     )
 
 

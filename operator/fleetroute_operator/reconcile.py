@@ -226,9 +226,12 @@ def routingpolicy_status(
     body: Body,
     model_pools: Mapping[tuple[str, str], Body],
     learned: PolicyLearned | None = None,
+    replicas: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """RoutingPolicy status: candidates that exist and are Ready, what the router learned, and
-    whether it has seen what answers are worth (QualityObserved, when quality is weighed)."""
+    whether it has seen what answers are worth (QualityObserved, when quality is weighed);
+    with `replicas` (learning sharing), each router replica's last publish and a
+    ReplicasPublishing condition that is False while one has gone silent."""
     spec = parse_spec(RoutingPolicySpec, body)
     namespace = body["metadata"]["namespace"]
     missing, prefill, ready = [], [], 0
@@ -284,6 +287,7 @@ def routingpolicy_status(
             "modelPool": arm.pool.removeprefix(prefix),
             "share": f"{arm.share:.2f}",
             "meanReward": "-" if arm.mean_reward is None else f"{arm.mean_reward:.3f}",
+            **({} if arm.decisions is None else {"decisions": arm.decisions}),
         }
         for arm in (learned.arms if learned is not None else ())
     ]
@@ -292,6 +296,9 @@ def routingpolicy_status(
     updates = [verdict]
     if spec.objective.quality > 0:
         updates.append(_quality_observed(spec.objective.quality, learned, generation))
+    if replicas is not None:
+        learned_status["replicas"] = replicas
+        updates.append(_replicas_publishing(replicas, generation))
     return {
         **{k: v for k, v in previous.items() if k in ("arms", "topArm")},
         **learned_status,
@@ -304,6 +311,27 @@ def routingpolicy_status(
 
 
 QUALITY_OBSERVED = "QualityObserved"
+REPLICAS_PUBLISHING = "ReplicasPublishing"
+
+
+def _replicas_publishing(replicas: list[dict[str, Any]], generation: int | None) -> dict[str, Any]:
+    stale = [r["name"] for r in replicas if r["stale"]]
+    if stale:
+        return conditions.condition(
+            REPLICAS_PUBLISHING,
+            False,
+            "StaleReplica",
+            f"no recent learning publish from {', '.join(stale)}: its learning is merged as of "
+            "its last publish (is the API server reachable from it?)",
+            generation,
+        )
+    return conditions.condition(
+        REPLICAS_PUBLISHING,
+        True,
+        "Publishing" if replicas else "NoReplicas",
+        f"{len(replicas)} router replicas share their learning",
+        generation,
+    )
 
 
 def _quality_observed(

@@ -43,9 +43,12 @@ class Resync:
         indices: Mapping[str, kopf.Index[Any, Any]],
         refreshes: tuple[Refresh, ...],
         after: Handler,
+        before: Callable[[], None] | None = None,
     ) -> None:
+        """`before` runs first in every pass (the fold of the routers' learning, whose merged
+        view RoutingPolicy status then shows)."""
         self._kube, self._memo, self._indices = kube, memo, indices
-        self._refreshes, self._after = refreshes, after
+        self._refreshes, self._after, self._before = refreshes, after, before
 
     def snapshot(self) -> dict[str, dict[Any, list[Any]]]:
         """A copy of every index, taken where kopf updates them (the event loop), so that a pass
@@ -59,9 +62,19 @@ class Resync:
         """One pass over every object (of `indices`, or a snapshot taken now), then the
         fleet-wide step; returns how many statuses were written."""
         indices = self.snapshot() if indices is None else indices
+        self.prepare()
         written = self.refresh_all(indices)
         self.finish(indices)
         return written
+
+    def prepare(self) -> None:
+        """The step before the status refresh, if any; its failure is logged."""
+        if self._before is None:
+            return
+        try:
+            self._before()
+        except Exception:  # the next pass tries again
+            log.exception("learning fold failed")
 
     def refresh_all(self, indices: Mapping[str, Mapping[Any, list[Any]]]) -> int:
         """Refresh the status of every object in `indices`; returns how many were written."""
@@ -125,6 +138,7 @@ class Resync:
             await asyncio.sleep(0.1)
         while True:
             try:
+                await asyncio.to_thread(self.prepare)
                 await asyncio.to_thread(self.refresh_all, self.snapshot())
                 # A fresh view for the router config: the pass above may have taken a while.
                 await asyncio.to_thread(self.finish, self.snapshot())

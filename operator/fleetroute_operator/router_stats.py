@@ -25,6 +25,8 @@ class ArmSummary:
     pool: str
     share: float
     mean_reward: float | None
+    # Over every router replica (the merged learning view); None from one router's GetStats.
+    decisions: int | None = None
 
 
 @dataclass(frozen=True)

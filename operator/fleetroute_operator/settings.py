@@ -22,3 +22,8 @@ class Settings:
     # Write GPUPool status. A namespace-scoped operator sees only its namespaces' pods, so its GPU
     # allocation is partial: the chart turns this off for it and leaves GPUPools to another one.
     gpupool_status: bool = True
+    # Fold the learning of router replicas whose Pods are gone into the base ConfigMap (in
+    # router_config_namespace), and show the replicas' merged view in RoutingPolicy status.
+    learning_fold: bool = True
+    # A replica that has not published for this long is flagged stale in RoutingPolicy status.
+    learning_stale_after: float = 60.0

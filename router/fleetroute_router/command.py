@@ -7,23 +7,29 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
+from kubernetes import config as k8s_config
 
 from fleetroute import routerconfig
+from fleetroute.replica_learning import Owner
 from fleetroute_router import admin, errors, tls, unreported
 from fleetroute_router.auth import TokenFile
 from fleetroute_router.config_source import ConfigSource
 from fleetroute_router.control_auth import ControlGuard
 from fleetroute_router.dataplane import DataPlane
+from fleetroute_router.defaults import embedded_config_path
 from fleetroute_router.endpoints.config import EndpointConfigError
 from fleetroute_router.extproc.server import ExtProcServer
 from fleetroute_router.features import FEATURE_NAMES
+from fleetroute_router.learning.publisher import DEFAULT_PERIOD_S, Publisher
+from fleetroute_router.learning.replicas import ReplicaLearning
 from fleetroute_router.learning.snapshot import Snapshotter
+from fleetroute_router.learning.store import KubeStore
 from fleetroute_router.proxy.app import Limits, ProxyServer
 from fleetroute_router.proxy.upstream import Timeouts
 from fleetroute_router.server import RouterServer
@@ -32,7 +38,6 @@ from fleetroute_router.telemetry import tracing
 from fleetroute_router.telemetry.exposition import MetricsServer
 
 log = logging.getLogger(__name__)
-EMBEDDED_CONFIG = "example-fleet.yaml"
 EXAMPLE = (
     "from openai import OpenAI\n"
     'client = OpenAI(base_url="{base}", api_key="unused")\n'
@@ -40,11 +45,6 @@ EXAMPLE = (
     '    model="{model}", messages=[{{"role": "user", "content": "Hello"}}])\n'
     'print(reply.headers["x-fleetroute-pool"], reply.parse().choices[0].message.content)'
 )
-
-
-def embedded_config_path() -> Path:
-    """The example fleet's RouterConfig shipped inside the package."""
-    return Path(str(resources.files("fleetroute_router.defaults").joinpath(EMBEDDED_CONFIG)))
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -144,6 +144,47 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="learning state to start from for policies --learning-state does not have, e.g. "
         "quality priors from `fleetroute replay --train DATA --export-state FILE`",
+    )
+    share = parser.add_argument_group(
+        "sharing learning between replicas",
+        "Each replica publishes what it learned to a ConfigMap of its namespace, owned by its "
+        "Pod, and merges every other replica's (see docs/replica-learning.md).",
+    )
+    share.add_argument(
+        "--learning-publish",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="share learning with the other replicas through the Kubernetes API (needs "
+        "--pod-name); the cluster then keeps it, so --learning-state is not used with it",
+    )
+    share.add_argument(
+        "--learning-publish-period",
+        type=float,
+        default=DEFAULT_PERIOD_S,
+        help="seconds between publishes (and reads of the other replicas' learning)",
+    )
+    share.add_argument(
+        "--pod-name",
+        default=os.environ.get("FLEETROUTE_POD_NAME", ""),
+        help="this replica's Pod: it names the replica and owns its ConfigMap "
+        "(default: $FLEETROUTE_POD_NAME, set by the chart from the downward API)",
+    )
+    share.add_argument(
+        "--pod-uid",
+        default=os.environ.get("FLEETROUTE_POD_UID", ""),
+        help="the Pod's uid, for the ConfigMap's ownerReference (default: $FLEETROUTE_POD_UID; "
+        "without one the ConfigMap has no owner and outlives the replica)",
+    )
+    share.add_argument(
+        "--pod-namespace",
+        default=os.environ.get("FLEETROUTE_POD_NAMESPACE", ""),
+        help="namespace of the learning ConfigMaps (default: $FLEETROUTE_POD_NAMESPACE, else "
+        "the service account's namespace, else default)",
+    )
+    share.add_argument(
+        "--kubeconfig",
+        default=None,
+        help="kubeconfig to reach the API server with (default: in-cluster, else $KUBECONFIG)",
     )
     parser.add_argument(
         "--feedback-token-file",
@@ -274,6 +315,8 @@ async def serve(args: argparse.Namespace) -> None:
         source.subscribe(dataplane.set_fleet)
         if args.learning_state or args.learning_prior:
             await _keep_learning(stack, dataplane, args)
+        if args.learning_publish:
+            await _share_learning(stack, dataplane, args)
         if args.metrics:
             metrics = MetricsServer(dataplane.telemetry.registry, args.metrics)
             metrics.start()
@@ -391,6 +434,67 @@ async def _keep_learning(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         snapshots.close()
+
+    stack.push_async_callback(stop)
+
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _namespace(given: str) -> str:
+    if given:
+        return given
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+    except OSError:
+        return "default"
+
+
+async def _share_learning(
+    stack: contextlib.AsyncExitStack, dataplane: DataPlane, args: argparse.Namespace
+) -> None:
+    """Load the cluster's merged learning before serving, then publish and merge every period
+    in the background until shutdown, and once more on the way out."""
+    if not args.pod_name:
+        raise routerconfig.ConfigError("--learning-publish needs --pod-name ($FLEETROUTE_POD_NAME)")
+    if args.learning_state:
+        raise routerconfig.ConfigError(
+            "--learning-publish keeps learning in the cluster: drop --learning-state (a "
+            "restored file would count the other replicas' learning twice)"
+        )
+    if args.learning_publish_period <= 0:
+        raise routerconfig.ConfigError("--learning-publish-period must be above 0")
+    namespace = _namespace(args.pod_namespace)
+    try:
+        kube = await asyncio.to_thread(KubeStore, namespace, args.kubeconfig)
+    except (k8s_config.ConfigException, OSError) as error:
+        raise routerconfig.ConfigError(
+            f"no Kubernetes API to publish learning to: {error}"
+        ) from None
+    sync = ReplicaLearning(
+        args.pod_name, dataplane.core.selectors, lambda: dataplane.core.arm_stats, FEATURE_NAMES
+    )
+    publisher = Publisher(
+        sync,
+        kube,
+        namespace=namespace,
+        owner=Owner(args.pod_name, args.pod_uid) if args.pod_uid else None,
+        period_s=args.learning_publish_period,
+        registry=dataplane.telemetry.registry,
+    )
+    if await publisher.load():
+        log.info(
+            "learning of %d other replicas merged from namespace %s", len(sync.peers), namespace
+        )
+    else:
+        log.warning("serving on local learning until the cluster's can be read")
+    task = asyncio.create_task(publisher.run())
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await publisher.close()
 
     stack.push_async_callback(stop)
 

@@ -280,8 +280,15 @@ class RoutingCore:
         """The decision's request is over: its endpoint has one request fewer in flight."""
         self.load.finish(decision.endpoint)
 
-    def observe_latency(self, decision: Decision, outcome: reward.Outcome) -> None:
-        """Teach the SLO guard what a request of the decision's pool took."""
+    def observe_latency(
+        self, decision: Decision, outcome: reward.Outcome, *, ttft_known: bool = False
+    ) -> None:
+        """Teach the SLO guard what a request of the decision's pool took; `ttft_known`: the
+        guard was told this request's TTFT while it streamed, so only its TPOT is new."""
+        if ttft_known:
+            if outcome.tpot_s is not None:
+                self.guard.observe(decision.pool, 1.0 / decision.share - 1.0, None, outcome.tpot_s)
+            return
         policy = self.fleet.policies_by_name.get(decision.policy)
         self.guard.observe(
             decision.pool,

@@ -74,6 +74,8 @@ class Flight:
     tried: list[str] = field(default_factory=list)
     # Energy spent elsewhere for this request (the prefill side of a P/D pair).
     extra_joules: float = 0.0
+    # The SLO guard already has this request's TTFT (told while the stream still ran).
+    guard_has_ttft: bool = False
 
 
 @dataclass(frozen=True)
@@ -278,6 +280,7 @@ class DataPlane:
         before its requests end."""
         decision = flight.decision
         self.core.guard.observe(decision.pool, 1.0 / decision.share - 1.0, ttft_s, tpot_s)
+        flight.guard_has_ttft = True
 
     # Outcome
 
@@ -313,7 +316,7 @@ class DataPlane:
             completion_tokens=usage.completion_tokens if usage else 0,
             energy_joules=joules,
         )
-        result = self._learn(decision, outcome, pool, source)
+        result = self._learn(decision, outcome, pool, source, guard_has_ttft=flight.guard_has_ttft)
         self.telemetry.served(
             decision,
             Served(
@@ -350,7 +353,8 @@ class DataPlane:
             self.feedback_store.discard(decision.id)  # no answer was seen: nothing to grade
         else:
             outcome = reward.Outcome(success=True, ttft_s=ttft_s)
-            self.core.observe_latency(decision, outcome)
+            if not flight.guard_has_ttft:
+                self.core.observe_latency(decision, outcome)
             policy = self.core.fleet.policies_by_name.get(decision.policy)
             latency = reward.latency_score(policy.slo, outcome) if policy else None
             if latency is not None:
@@ -362,12 +366,14 @@ class DataPlane:
         outcome: reward.Outcome,
         pool: config_pb2.Pool | None,
         source: str,
+        *,
+        guard_has_ttft: bool = False,
     ) -> Finished:
         policy = self.core.fleet.policies_by_name.get(decision.policy)
         if pool is None or policy is None:
             return Finished(outcome.energy_joules or 0.0, source, None, reward.Scores())
         if outcome.success:
-            self.core.observe_latency(decision, outcome)
+            self.core.observe_latency(decision, outcome, ttft_known=guard_has_ttft)
         scores = reward.score(policy, pool, outcome, decision.share)
         measured = scores.measured()
         self.core.learn(decision, measured)

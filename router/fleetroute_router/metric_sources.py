@@ -42,13 +42,24 @@ def read(samples: Iterable[Sample], metric: str, labels: Mapping[str, str]) -> f
     return sum(values) if values else None
 
 
-def parse(text: str) -> list[Sample]:
-    """Every sample of a Prometheus text exposition."""
+def parse(text: str, metrics: Iterable[str] | None = None) -> list[Sample]:
+    """The samples of a Prometheus text exposition; with `metrics`, only theirs (the other lines
+    are skipped before parsing: a node exporter's page is large and read every second)."""
+    if metrics is not None:
+        names = tuple(metrics)
+        text = "\n".join(
+            line for line in text.splitlines() if line.startswith(names) and _named(line, names)
+        )
     return [
         (sample.name, sample.labels, float(sample.value))
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     ]
+
+
+def _named(line: str, names: tuple[str, ...]) -> bool:
+    """The sample line is of one of `names` exactly (not merely a name they prefix)."""
+    return any(line.startswith(n) and line[len(n) : len(n) + 1] in ("{", " ") for n in names)
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,8 @@ class MetricSources:
         self._power: dict[str, config_pb2.MetricSource] = {}
         self._carbon: dict[str, config_pb2.MetricSource] = {}
         self._readings: dict[str, _Reading] = {}
+        # The metric names read from each URL: only their lines are parsed.
+        self._wanted: dict[str, frozenset[str]] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._session: aiohttp.ClientSession | None = None
 
@@ -87,6 +100,12 @@ class MetricSources:
             for p in fleet.config.pools
             if p.gpu.carbon_intensity_from.url
         }
+        wanted: dict[str, set[str]] = {}
+        for source, default in [(s, "") for s in self._carbon.values()] + [
+            (s, DCGM_POWER) for s in self._power.values()
+        ]:
+            wanted.setdefault(source.url, set()).add(source.metric or default)
+        self._wanted = {url: frozenset(names) for url, names in wanted.items()}
         intervals = {s.url: self.carbon_interval_s for s in self._carbon.values()}
         intervals |= {s.url: self.power_interval_s for s in self._power.values()}
         for url in list(self._tasks):
@@ -120,16 +139,19 @@ class MetricSources:
         return configured_intensity(pool)
 
     async def fetch(self, url: str) -> bool:
-        """Read one URL now; False when it could not be read."""
+        """Read one URL now; False when it could not be read or had none of its metrics."""
         assert self._session is not None  # noqa: S101 (set_fleet creates it)
         try:
             async with self._session.get(url) as response:
                 if response.status != 200:
                     return False
                 text = await response.text()
-            samples = parse(text)
+            samples = parse(text, self._wanted.get(url))
         except (aiohttp.ClientError, TimeoutError, ValueError) as error:
             log.debug("metric source %s: %s", url, error)
+            return False
+        if not samples:  # not an exposition of what is read here: keep the last good one
+            log.debug("metric source %s: none of %s", url, sorted(self._wanted.get(url, ())))
             return False
         self._readings[url] = _Reading(samples, self._clock())
         return True

@@ -21,9 +21,9 @@ from fleetroute.top import command, snapshot, view
 from fleetroute.v1alpha1 import router_pb2_grpc
 from fleetroute_router.admin import AdminServer
 from fleetroute_router.auth import TokenFile
-from fleetroute_router.command import embedded_config_path
 from fleetroute_router.control_auth import ControlGuard
 from fleetroute_router.dataplane import DataPlane
+from fleetroute_router.defaults import embedded_config_path
 from fleetroute_router.fleet import Fleet
 from fleetroute_router.proxy.app import ProxyServer
 from fleetroute_router.server import RouterServer

@@ -144,11 +144,22 @@ def test_defaults_render_the_expected_objects(defaults: Rendered) -> None:
         "NetworkPolicy",
         "NetworkPolicy",
         "Role",
+        "Role",
+        "RoleBinding",
         "RoleBinding",
         "Service",
         "ServiceAccount",
+        "ServiceAccount",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
     ]
-    namespaced = [d for d in defaults if d["kind"] not in ("ClusterRole", "ClusterRoleBinding")]
+    cluster_scoped = (
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    )
+    namespaced = [d for d in defaults if d["kind"] not in cluster_scoped]
     for doc in namespaced:
         if doc["kind"] != "CustomResourceDefinition":
             assert doc["metadata"]["namespace"] == NAMESPACE, doc["kind"]
@@ -223,9 +234,21 @@ def _no_wildcards_or_secrets(roles: list[dict[str, Any]]) -> None:
 
 def test_rbac_is_the_written_expectation_without_wildcards_or_secrets(defaults: Rendered) -> None:
     assert rbac_rules(defaults, "ClusterRole") == expected("cluster", "clusterRole")
-    assert rbac_rules(defaults, "Role") == expected("cluster", "releaseNamespace")
-    _no_wildcards_or_secrets([defaults.one("ClusterRole"), defaults.one("Role")])
-    assert pod_spec(defaults, ROUTER)["automountServiceAccountToken"] is False
+    assert rules_of(defaults.one("Role", OPERATOR)) == expected("cluster", "releaseNamespace")
+    assert rules_of(defaults.one("Role", ROUTER)) == expected("router", "releaseNamespace")
+    roles = [
+        defaults.one("ClusterRole"),
+        defaults.one("Role", OPERATOR),
+        defaults.one("Role", ROUTER),
+    ]
+    _no_wildcards_or_secrets(roles)
+    router_binding = defaults.one("RoleBinding", ROUTER)
+    assert router_binding["roleRef"]["name"] == ROUTER
+    assert router_binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": ROUTER, "namespace": NAMESPACE}
+    ]
+    assert pod_spec(defaults, ROUTER)["serviceAccountName"] == ROUTER
+    assert pod_spec(defaults, ROUTER)["automountServiceAccountToken"] is True
     binding = defaults.one("ClusterRoleBinding")
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": OPERATOR, "namespace": NAMESPACE}
@@ -242,6 +265,7 @@ def test_namespace_scoped_rbac_is_the_written_expectation(helm: Helm) -> None:
     rendered = helm.template({"operator": {"watchNamespaces": WATCHED}})
     assert rbac_rules(rendered, "ClusterRole") == expected("namespaced", "clusterRole")
     roles = {(r["metadata"]["namespace"], r["metadata"]["name"]): r for r in rendered.of("Role")}
+    assert rules_of(roles.pop((NAMESPACE, ROUTER))) == expected("router", "releaseNamespace")
     assert sorted(roles) == [
         (NAMESPACE, OPERATOR),
         ("team-a", f"{OPERATOR}-watch"),
@@ -256,6 +280,7 @@ def test_namespace_scoped_rbac_is_the_written_expectation(helm: Helm) -> None:
     bindings = {
         (b["metadata"]["namespace"], b["metadata"]["name"]): b for b in rendered.of("RoleBinding")
     }
+    del bindings[NAMESPACE, ROUTER]
     assert sorted(bindings) == sorted(roles)
     for key, binding in bindings.items():
         assert binding["roleRef"]["name"] == key[1]
@@ -390,7 +415,7 @@ def _check_router_config_name(r: Rendered) -> None:
     assert "data" not in r.one("ConfigMap", "router-config")
     (volume,) = [v for v in pod_spec(r, ROUTER)["volumes"] if v["name"] == "config"]
     assert volume["configMap"]["name"] == "router-config"
-    (patch,) = [rule for rule in r.one("Role")["rules"] if "patch" in rule["verbs"]]
+    (patch,) = [rule for rule in r.one("Role", OPERATOR)["rules"] if "patch" in rule["verbs"]]
     assert patch["resourceNames"] == ["router-config"]
 
 
@@ -430,21 +455,48 @@ def _check_router_address(expected: str | None) -> Check:
 
 
 def _check_existing_service_account(r: Rendered) -> None:
-    assert r.of("ServiceAccount") == []
+    assert [a["metadata"]["name"] for a in r.of("ServiceAccount")] == [ROUTER]
     assert pod_spec(r, OPERATOR)["serviceAccountName"] == "existing"
-    for kind in ("ClusterRoleBinding", "RoleBinding"):
-        assert r.one(kind)["subjects"][0]["name"] == "existing"
+    assert r.one("ClusterRoleBinding")["subjects"][0]["name"] == "existing"
+    assert r.one("RoleBinding", OPERATOR)["subjects"][0]["name"] == "existing"
 
 
 def _check_service_account_name(r: Rendered) -> None:
-    assert r.one("ServiceAccount")["metadata"]["name"] == "op"
+    assert r.one("ServiceAccount", "op")["metadata"]["name"] == "op"
     assert pod_spec(r, OPERATOR)["serviceAccountName"] == "op"
-    assert r.one("RoleBinding")["subjects"][0]["name"] == "op"
+    assert r.one("RoleBinding", OPERATOR)["subjects"][0]["name"] == "op"
 
 
 def _check_service_account_annotations(r: Rendered) -> None:
-    annotations = r.one("ServiceAccount")["metadata"]["annotations"]
+    annotations = r.one("ServiceAccount", OPERATOR)["metadata"]["annotations"]
     assert annotations == {"iam.example/role": "fleetroute"}
+
+
+def _check_no_sharing(r: Rendered) -> None:
+    assert [role["metadata"]["name"] for role in r.of("Role")] == [OPERATOR]
+    assert rules_of(r.one("Role", OPERATOR)) == expected("cluster", "releaseNamespaceNoSharing")
+    assert pod_spec(r, ROUTER)["automountServiceAccountToken"] is False
+    assert "--learning-publish" not in args(r, ROUTER, "router")
+    assert "--no-learning-fold" in args(r, OPERATOR, "operator")
+
+
+def _check_existing_router_account(r: Rendered) -> None:
+    assert [a["metadata"]["name"] for a in r.of("ServiceAccount")] == [OPERATOR]
+    assert pod_spec(r, ROUTER)["serviceAccountName"] == "router-sa"
+    assert r.one("RoleBinding", ROUTER)["subjects"][0]["name"] == "router-sa"
+
+
+def _check_router_account_name(r: Rendered) -> None:
+    assert r.one("ServiceAccount", "rt")["metadata"]["labels"]["app.kubernetes.io/component"] == (
+        "router"
+    )
+    assert pod_spec(r, ROUTER)["serviceAccountName"] == "rt"
+    assert r.one("RoleBinding", ROUTER)["subjects"][0]["name"] == "rt"
+
+
+def _check_router_account_annotations(r: Rendered) -> None:
+    annotations = r.one("ServiceAccount", ROUTER)["metadata"]["annotations"]
+    assert annotations == {"iam.example/role": "router"}
 
 
 def _check_pod(deployment: str, key: str, expected: Any) -> Check:
@@ -677,7 +729,16 @@ VALUE_CASES: list[tuple[str, dict[str, Any], Check]] = [
         {"containerSecurityContext": {"privileged": False}},
         _check_container_security,
     ),
-    ("routerConfig.name", {"routerConfig": {"name": "router-config"}}, _check_router_config_name),
+    # Learning sharing (on by default) gives the operator patch on every ConfigMap of the
+    # release namespace; without it, patch is limited to the router config's name.
+    (
+        "routerConfig.name",
+        {
+            "routerConfig": {"name": "router-config"},
+            "router": {"learningSharing": {"enabled": False}},
+        },
+        _check_router_config_name,
+    ),
     (
         "operator.logLevel",
         {"operator": {"logLevel": "DEBUG"}},
@@ -733,6 +794,31 @@ VALUE_CASES: list[tuple[str, dict[str, Any], Check]] = [
         "operator.serviceAccount.annotations",
         {"operator": {"serviceAccount": {"annotations": {"iam.example/role": "fleetroute"}}}},
         _check_service_account_annotations,
+    ),
+    (
+        "router.learningSharing.enabled",
+        {"router": {"learningSharing": {"enabled": False}}},
+        _check_no_sharing,
+    ),
+    (
+        "router.learningSharing.publishPeriod",
+        {"router": {"learningSharing": {"publishPeriod": 30}}},
+        _check_arg(ROUTER, "router", "--learning-publish-period=30"),
+    ),
+    (
+        "router.serviceAccount.create",
+        {"router": {"serviceAccount": {"create": False, "name": "router-sa"}}},
+        _check_existing_router_account,
+    ),
+    (
+        "router.serviceAccount.name",
+        {"router": {"serviceAccount": {"name": "rt"}}},
+        _check_router_account_name,
+    ),
+    (
+        "router.serviceAccount.annotations",
+        {"router": {"serviceAccount": {"annotations": {"iam.example/role": "router"}}}},
+        _check_router_account_annotations,
     ),
     (
         "operator.resources",
@@ -1252,3 +1338,67 @@ def test_kubeconform_validates_custom_resources_strictly(
     code, results = kubeconform(yaml.safe_dump(pool))
     assert code != 0
     assert "powr" in json.dumps(results)
+
+
+def test_router_shares_learning_as_its_pod_with_a_role_for_its_configmaps(
+    defaults: Rendered,
+) -> None:
+    argv = args(defaults, ROUTER, "router")
+    assert "--learning-publish" in argv
+    assert "--learning-publish-period=10" in argv
+    env = {
+        e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"]
+        for e in container(defaults, ROUTER, "router")["env"]
+    }
+    assert env == {
+        "FLEETROUTE_POD_NAME": "metadata.name",
+        "FLEETROUTE_POD_UID": "metadata.uid",
+        "FLEETROUTE_POD_NAMESPACE": "metadata.namespace",
+    }
+    account = defaults.one("ServiceAccount", ROUTER)
+    assert account["automountServiceAccountToken"] is False  # only the router pods mount it
+
+
+def test_the_router_may_write_only_replica_learning_configmaps(defaults: Rendered) -> None:
+    policy = defaults.one("ValidatingAdmissionPolicy")
+    name = policy["metadata"]["name"]
+    assert name == f"fleetroute-{NAMESPACE}-router-learning"
+    user = f"system:serviceaccount:{NAMESPACE}:{ROUTER}"
+    assert policy["spec"]["matchConditions"] == [
+        {"name": "the-router", "expression": f'request.userInfo.username == "{user}"'}
+    ]
+    (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert (rule["resources"], rule["operations"]) == (["configmaps"], ["CREATE", "UPDATE"])
+    (validation,) = policy["spec"]["validations"]
+    for term in ("'fleetroute-learning-'", "'fleetroute-learning-base'", "== 'replica'"):
+        assert term in validation["expression"]
+    binding = defaults.one("ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["policyName"] == name
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert binding["spec"]["matchResources"]["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}
+    }
+
+
+def test_without_sharing_the_router_has_no_role_and_no_token(helm: Helm) -> None:
+    rendered = helm.template({"router": {"learningSharing": {"enabled": False}}})
+    assert rendered.of("ValidatingAdmissionPolicy") == []
+    assert [r["metadata"]["name"] for r in rendered.of("Role")] == [OPERATOR]
+    assert pod_spec(rendered, ROUTER)["automountServiceAccountToken"] is False
+    assert not [a for a in args(rendered, ROUTER, "router") if a.startswith("--learning-pub")]
+    assert "env" not in container(rendered, ROUTER, "router")
+
+
+def test_a_publish_period_reaches_the_router(helm: Helm) -> None:
+    rendered = helm.template({"router": {"learningSharing": {"publishPeriod": 2.5}}})
+    assert "--learning-publish-period=2.5" in args(rendered, ROUTER, "router")
+
+
+def test_namespace_scoped_without_a_router_keeps_the_narrow_configmap_rule(helm: Helm) -> None:
+    rendered = helm.template(
+        {"operator": {"watchNamespaces": WATCHED}, "router": {"enabled": False}}
+    )
+    assert rules_of(rendered.one("Role", OPERATOR)) == expected(
+        "namespaced", "releaseNamespaceNoRouter"
+    )
+    assert "--no-learning-fold" in args(rendered, OPERATOR, "operator")

@@ -133,7 +133,7 @@ def test_installed_package_comes_from_the_venv_with_its_embedded_fleet(
     venv: Path, tmp_path: Path
 ) -> None:
     code = (
-        "import fleetroute, fleetroute_router.command as c; "
+        "import fleetroute, fleetroute_router.defaults as c; "
         "print(fleetroute.__file__); print(c.embedded_config_path().is_file())"
     )
     result = run_installed(venv, "python", "-c", code, cwd=tmp_path)

@@ -157,6 +157,22 @@ class ArmStatus(ApiModel):
     model_pool: str = Field(max_length=63)
     share: str = Field(max_length=16, description="Share of recent decisions, e.g. 0.61.")
     mean_reward: str = Field(max_length=16, description="Mean observed reward, e.g. 0.78.")
+    decisions: int | None = Field(
+        default=None, ge=0, description="Decisions that chose it, over every router replica."
+    )
+
+
+class ReplicaStatus(ApiModel):
+    """One router replica sharing its learning (its learning ConfigMap)."""
+
+    name: str = Field(max_length=253, description="The replica's Pod.")
+    last_publish_time: str | None = Field(
+        default=None, max_length=40, description="When it last published what it learned."
+    )
+    sequence: int = Field(default=0, ge=0, description="Its last publish's sequence number.")
+    stale: bool = Field(
+        default=False, description="It has not published for longer than the operator allows."
+    )
 
 
 class RoutingPolicyStatus(ApiModel):
@@ -166,6 +182,11 @@ class RoutingPolicyStatus(ApiModel):
     ready_candidates: int = Field(default=0, ge=0)
     top_arm: str | None = Field(default=None, max_length=63)
     arms: list[ArmStatus] = Field(default_factory=list, max_length=64)
+    replicas: list[ReplicaStatus] = Field(
+        default_factory=list,
+        max_length=256,
+        description="Router replicas whose learning the arms merge (learning sharing on).",
+    )
     conditions: list[Condition] = Field(default_factory=list, max_length=16)
 
 

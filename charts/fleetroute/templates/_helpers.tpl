@@ -55,6 +55,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
+{{/* Name of the router's ServiceAccount. */}}
+{{- define "fleetroute.routerServiceAccount" -}}
+{{- if .Values.router.serviceAccount.create -}}
+{{ .Values.router.serviceAccount.name | default (printf "%s-router" (include "fleetroute.fullname" .)) }}
+{{- else -}}
+{{ required "router.serviceAccount.name is required when router.serviceAccount.create is false" .Values.router.serviceAccount.name }}
+{{- end -}}
+{{- end -}}
+
 {{/* Name of the router's Deployment and Service: the gateway's in sidecar mode. */}}
 {{- define "fleetroute.routerName" -}}
 {{ include "fleetroute.fullname" . }}-{{ ternary "gateway" "router" (eq .Values.router.mode "sidecar") }}

@@ -36,8 +36,8 @@ import numpy as np
 
 from fleetroute import routerconfig
 from fleetroute.v1alpha1 import config_pb2
-from fleetroute_router.command import embedded_config_path
 from fleetroute_router.dataplane import DataPlane
+from fleetroute_router.defaults import embedded_config_path
 from fleetroute_router.features import RequestInfo, text_features
 from fleetroute_router.fleet import Fleet
 from fleetroute_router.objectives import OBJECTIVES

@@ -40,6 +40,9 @@ class LinearBandit:
         self.model = LinearModel(
             regularization=regularization, discount=discount, objectives=objectives
         )
+        # What this replica learned itself, beside the model (see learning/replicas.py): kept
+        # only once sharing between replicas asks for it.
+        self.own: LinearModel | None = None
         self._rng = np.random.default_rng(seed)
         self._equal = np.full(len(self.model.objectives), 1.0 / len(self.model.objectives))
 
@@ -79,6 +82,20 @@ class LinearBandit:
         self, arm: str, features: npt.NDArray[np.float64], scores: Mapping[str, float]
     ) -> None:
         self.model.update(arm, features, scores)
+        if self.own is not None:
+            self.own.update(arm, features, scores)
+
+    def track_own(self) -> LinearModel:
+        """Start keeping what this replica learns itself, from the prior (for sharing)."""
+        if self.own is None:
+            m = self.model
+            self.own = LinearModel(
+                regularization=m.regularization,
+                discount=m.discount,
+                prior_mean=m.prior_mean,
+                objectives=m.objectives,
+            )
+        return self.own
 
     def statistics(self) -> list[ArmStatistics]:
         """What every arm learned (for snapshots, merging and status)."""
@@ -97,6 +114,8 @@ class LinearBandit:
     def forget(self, arm: str) -> None:
         """Drop an arm's statistics, e.g. when its pool is deleted for good."""
         self.model.forget(arm)
+        if self.own is not None:
+            self.own.forget(arm)
 
 
 class LinUCB(LinearBandit):

@@ -21,7 +21,7 @@ from fleetroute_router.features import FEATURE_NAMES, RequestInfo
 from fleetroute_router.policies.bandits import LinearBandit
 from fleetroute_router.replay.common import Matrix, PolicySpec, text_matrix, warm_start
 from fleetroute_router.replay.data import load_greenserv, load_routellm
-from fleetroute_router.replay.greenserv import _features
+from fleetroute_router.replay.greenserv import query_features
 
 ROUTELLM_MODELS = ("mixtral-8x7b", "gpt-4-1106")
 
@@ -47,7 +47,7 @@ def _rows(
         unknown = sorted(set(pools) - set(data.models))
         if unknown:
             raise ValueError(f"--pool names models not in the data: {', '.join(unknown)}")
-        index, features = _features(data, text_matrix)
+        index, features = query_features(data, text_matrix)
         rows = [
             (index[q], pools[m], r)
             for q in sorted(data.rewards)

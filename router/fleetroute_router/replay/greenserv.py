@@ -46,7 +46,8 @@ from fleetroute_router.replay.data import (
 from fleetroute_router.replay.progress import Progress
 
 
-def _features(data: GreenServ, featurize: Featurizer) -> tuple[dict[str, int], Matrix]:
+def query_features(data: GreenServ, featurize: Featurizer) -> tuple[dict[str, int], Matrix]:
+    """Each query's row index (queries sorted by id) and the feature matrix of their prompts."""
     ids = sorted(data.queries)
     requests = [
         RequestInfo("replay", data.queries[q].prompt, max_tokens=data.queries[q].max_new_tokens)
@@ -175,7 +176,7 @@ def run(
         raise ValueError(f"{data_dir}/greenserv/random_log.csv is missing or empty")
     if folds == 1 or folds < 0:
         raise ValueError("--folds must be at least 2")
-    index, features = _features(data, featurize)
+    index, features = query_features(data, featurize)
     context = (index, features)
     if folds:
         if train_dir is None or not same_directory(data_dir, train_dir):
@@ -188,7 +189,7 @@ def run(
         splits = [(evaluated, trained)]
     models = sorted(set(data.models) | (set(train.models) if train else set()))
     train_index, train_features = (
-        _features(train, featurize) if train is not None and train is not data else context
+        query_features(train, featurize) if train is not None and train is not data else context
     )
     plans = []
     for evaluated, trained in splits:

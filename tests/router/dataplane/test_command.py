@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import signal
 import socket
@@ -16,7 +17,7 @@ import pytest
 
 from fleetroute import routerconfig
 from fleetroute.v1alpha1 import learning_pb2
-from fleetroute_router import command
+from fleetroute_router import command, defaults
 from fleetroute_router.sim.fleet import SimFleet
 
 
@@ -33,7 +34,7 @@ def embedded_ports_taken() -> Iterator[None]:
     """Every port of the embedded fleet held by someone else, as while `make serve` runs."""
     held = []
     try:
-        for address in SimFleet(routerconfig.load(command.embedded_config_path())).servers:
+        for address in SimFleet(routerconfig.load(defaults.embedded_config_path())).servers:
             host, _, port = address.rpartition(":")
             sock = socket.socket()
             try:
@@ -157,3 +158,34 @@ async def test_a_corrupt_learning_state_stops_start_up_clearly(tmp_path: Path) -
         _, err = await process.communicate()
     assert process.returncode == 2
     assert "is not a fleetroute learning snapshot" in err.decode()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        pytest.param([], "--learning-publish needs --pod-name", id="no-pod-name"),
+        pytest.param(
+            ["--pod-name", "r-1", "--learning-state", "state.pb"],
+            "drop --learning-state",
+            id="with-a-state-file",
+        ),
+        pytest.param(
+            ["--pod-name", "r-1", "--kubeconfig", "missing.kubeconfig"],
+            "no Kubernetes API to publish learning to",
+            id="no-kubeconfig",
+        ),
+    ],
+)
+async def test_sharing_learning_without_what_it_needs_stops_start_up_clearly(
+    tmp_path: Path, extra: list[str], message: str
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fleetroute", "serve", "--http", "", "--grpc", "127.0.0.1:0",
+        "--ext-proc", "", "--sim-ports", "free", "--learning-publish", *extra,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith("FLEETROUTE_POD")},
+    )  # fmt: skip
+    async with asyncio.timeout(30):
+        _, err = await process.communicate()
+    assert process.returncode == 2
+    assert message in err.decode()

@@ -7,6 +7,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from fleetroute_router.admin import AdminServer
 from fleetroute_router.policies.base import Arm
 from fleetroute_router.proxy.app import Limits
@@ -167,6 +169,33 @@ async def test_a_running_stream_reports_its_latency_early(bed: Any, make_chat: C
         arm = Arm("small", ready_endpoints=1, in_flight=0)
         # Known long before the stream ends (the client then hangs up).
         assert await eventually(lambda: None not in guard.predict(arm), within=2.0)
+
+
+async def test_a_stream_teaches_the_guard_its_ttft_once(
+    bed: Any, make_chat: Chat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await bed.pool("small", "test/small-8B")
+    bed.policy("fleet/chat", ["small"], algorithm="linucb")
+    await bed.serve()
+    guard = bed.dataplane.core.guard
+    told: list[tuple[float | None, float | None]] = []
+    observe = guard.observe
+
+    def recording(
+        pool: str, queue: float, ttft_s: float | None, tpot_s: float | None, **kwargs: Any
+    ) -> None:
+        told.append((ttft_s, tpot_s))
+        observe(pool, queue, ttft_s, tpot_s, **kwargs)
+
+    monkeypatch.setattr(guard, "observe", recording)
+    body = make_chat("fleet/chat", max_tokens=40, stream=True)
+    async with bed.session.post(bed.url("/v1/chat/completions"), json=body) as response:
+        assert response.status == 200
+        await response.read()
+    assert await eventually(lambda: len(told) >= 2, within=2.0), told
+    # Told early (TTFT and a first TPOT), then only the whole stream's TPOT at its end.
+    assert [ttft is not None for ttft, _ in told] == [True, False]
+    assert all(tpot is not None for _, tpot in told)
 
 
 async def test_stopping_lets_a_stream_in_flight_finish(bed: Any, make_chat: Chat) -> None:

@@ -56,6 +56,14 @@ def test_the_series_of_the_pods_gpus_are_summed() -> None:
     assert metric_sources.read(samples, "DCGM_FI_DEV_POWER_USAGE", {}) == pytest.approx(772.75)
 
 
+def test_only_the_asked_metrics_are_parsed() -> None:
+    text = exposition() + 'DCGM_FI_DEV_POWER_USAGE_INSTANT{gpu="0"} 9999\n'
+    samples = metric_sources.parse(text, {"DCGM_FI_DEV_POWER_USAGE"})
+    assert {name for name, _, _ in samples} == {"DCGM_FI_DEV_POWER_USAGE"}
+    assert metric_sources.read(samples, "DCGM_FI_DEV_POWER_USAGE", {}) == pytest.approx(772.75)
+    assert metric_sources.parse(text, set()) == []
+
+
 async def test_power_comes_from_the_exporter_and_goes_stale(exporter: FakeExporter) -> None:
     clock = Clock()
     sources = metric_sources.MetricSources(power_interval_s=3600, clock=clock)
