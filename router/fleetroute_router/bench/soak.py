@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,12 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 )
                 answered, failed = answered + len(found), failed + lost
                 samples.append((round(time.monotonic() - started, 1), rss_mib(router.pid)))
+                print(  # progress on stderr: a run cut short still shows what it measured
+                    f"soak {samples[-1][0]:.0f} s: RSS {samples[-1][1]:.1f} MiB, "
+                    f"{answered} answered, {failed} failed",
+                    file=sys.stderr,
+                    flush=True,
+                )
         churning.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await churning
