@@ -147,7 +147,7 @@ async def test_adopted_sim_processes_serve_the_operator_rendered_config(
         await children.python(
             "-m", "fleetroute", "--log-level", "WARNING", "serve", "--config", str(path),
             "--no-simulate", "--http", f"127.0.0.1:{port}", "--grpc", "127.0.0.1:0",
-            "--ext-proc", "",
+            "--ext-proc", "", "--admin", "",
         )  # fmt: skip
         await harness.wait_ready(f"http://127.0.0.1:{port}/health")
         served: list[str] = []

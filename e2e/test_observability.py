@@ -122,7 +122,7 @@ class RouterProcess:
             for endpoint, port in zip(addresses, free_ports(len(addresses)), strict=True):
                 endpoint["address"] = f"127.0.0.1:{port}"
         self.config.write_text(yaml.safe_dump(self.document))
-        (self.port,) = free_ports(1)
+        self.port, self.admin_port = free_ports(2)
         self.url = f"http://127.0.0.1:{self.port}"
 
     def start(self, simulate: bool = True) -> None:
@@ -132,6 +132,7 @@ class RouterProcess:
             "--simulate" if simulate else "--no-simulate",
             "--sim-speed", "0.05",
             "--http", f"127.0.0.1:{self.port}",
+            "--admin", f"127.0.0.1:{self.admin_port}",
             "--grpc", "127.0.0.1:0",
             "--ext-proc", "",
         ]  # fmt: skip
@@ -369,7 +370,7 @@ def prometheus(
     process = stack.Prometheus(
         directory,
         [
-            stack.ScrapeTarget("fleetroute-router", f"127.0.0.1:{router.port}"),
+            stack.ScrapeTarget("fleetroute-router", f"127.0.0.1:{router.admin_port}"),
             stack.ScrapeTarget("fleetroute-operator", operator[1]),
         ],
     )

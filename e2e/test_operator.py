@@ -475,7 +475,7 @@ def test_routing_policy_status_shows_what_the_router_learned(
     with (tmp_path / "router.log").open("wb") as router_log:
         router = subprocess.Popen(
             [sys.executable, "-m", "fleetroute", "serve", "--config", str(config_file),
-             "--simulate", "--sim-speed", "0", "--http", "", "--ext-proc", "",
+             "--simulate", "--sim-speed", "0", "--http", "", "--ext-proc", "", "--admin", "",
              "--grpc", f"127.0.0.1:{port}"],
             stdout=subprocess.DEVNULL, stderr=router_log,
         )  # fmt: skip

@@ -92,7 +92,7 @@ class Replica:
         argv = [
             sys.executable, "-m", "fleetroute", "--log-level", "INFO", "serve",
             "--config", str(self.config), "--simulate", "--sim-ports", "free", "--sim-speed", "0",
-            "--http", "", "--ext-proc", "", "--grpc", f"127.0.0.1:{self.port}",
+            "--http", "", "--ext-proc", "", "--admin", "", "--grpc", f"127.0.0.1:{self.port}",
             "--learning-publish", "--learning-publish-period", str(PERIOD_S),
             "--pod-name", self.name, "--pod-uid", self.uid, "--pod-namespace", NAMESPACE,
             "--kubeconfig", str(self.kubeconfig),

@@ -71,6 +71,8 @@ def problems(config: RouterConfig) -> list[str]:
             found.append(f"pool {pool.name!r} is defined twice")
         if not pool.model:
             found.append(f"pool {pool.name!r} has no model")
+        if pool.scheme not in ("", "http", "https"):
+            found.append(f"pool {pool.name!r}: scheme must be http or https, not {pool.scheme!r}")
         for endpoint in pool.endpoints:
             host, _, port = endpoint.address.rpartition(":")
             if not host or not port.isdigit() or not 0 < int(port) < 65536:

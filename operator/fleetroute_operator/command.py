@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from fleetroute_operator import main
+from fleetroute_operator.router_stats import RouterAccess
 from fleetroute_operator.settings import Settings
 
 
@@ -34,6 +36,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="router gRPC host:port; RoutingPolicy status then shows what it learned per arm",
     )
+    parser.add_argument(
+        "--router-token-file",
+        type=Path,
+        default=None,
+        help="bearer token for the router's control rpcs (its --control-token-file)",
+    )
+    parser.add_argument(
+        "--router-ca-file",
+        type=Path,
+        default=None,
+        help="CA bundle of the router's certificate: GetStats goes over TLS",
+    )
+    parser.add_argument(
+        "--router-cert-file", type=Path, default=None, help="client certificate (mutual TLS)"
+    )
+    parser.add_argument("--router-key-file", type=Path, default=None, help="its private key")
     parser.add_argument(
         "--metrics", default=None, help="serve Prometheus /metrics on host:port, e.g. 0.0.0.0:8081"
     )
@@ -66,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
         status_interval=args.status_interval,
         namespaces=tuple(args.namespaces),
         router_address=args.router_address,
+        router_access=RouterAccess(
+            args.router_token_file, args.router_ca_file, args.router_cert_file, args.router_key_file
+        ),
         gpupool_status=args.gpupool_status,
         learning_fold=args.learning_fold,
         learning_stale_after=args.learning_stale_after,

@@ -37,7 +37,8 @@ class State:
         )
         self.router_stats = (
             router_stats.CachedStats(
-                router_stats.grpc_fetcher(settings.router_address), settings.status_interval
+                router_stats.grpc_fetcher(settings.router_address, access=settings.router_access),
+                settings.status_interval,
             )
             if settings.router_address
             else None

@@ -71,6 +71,7 @@ def render_pool(body: Body, gpu_pools: Mapping[str, GPUPoolSpec]) -> config_pb2.
         engine=_ENGINES[spec.engine],
         role=_ROLES[spec.role],
         peer_pool=qualified(meta["namespace"], spec.peer_pool) if spec.peer_pool else "",
+        scheme="https" if spec.scheme == "https" else "",
     )
     gpu_pool_name = (
         spec.deploy.gpu_pool if spec.deploy else spec.adopt.gpu_pool if spec.adopt else None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from fleetroute_operator.router_stats import RouterAccess
 
 
 @dataclass(frozen=True)
@@ -15,6 +17,8 @@ class Settings:
     namespaces: tuple[str, ...] = ()
     # host:port of the router's gRPC API, to show what it learned in RoutingPolicy status.
     router_address: str | None = None
+    # Token and TLS files for the router's control rpcs (GetStats).
+    router_access: RouterAccess = field(default_factory=RouterAccess)
     # Write GPUPool status. A namespace-scoped operator sees only its namespaces' pods, so its GPU
     # allocation is partial: the chart turns this off for it and leaves GPUPools to another one.
     gpupool_status: bool = True

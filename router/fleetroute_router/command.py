@@ -17,9 +17,10 @@ from kubernetes import config as k8s_config
 
 from fleetroute import routerconfig
 from fleetroute.replica_learning import Owner
-from fleetroute_router import errors, runtime, workers
+from fleetroute_router import admin, errors, runtime, tls, unreported, workers
 from fleetroute_router.auth import TokenFile
 from fleetroute_router.config_source import ConfigSource
+from fleetroute_router.control_auth import ControlGuard
 from fleetroute_router.dataplane import DataPlane
 from fleetroute_router.defaults import embedded_config_path
 from fleetroute_router.endpoints.config import EndpointConfigError
@@ -108,13 +109,37 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-in-flight", type=int, default=2048, help="proxy requests at once")
     parser.add_argument("--max-queue", type=int, default=2048, help="queued beyond that; then 429")
     parser.add_argument(
+        "--ext-proc-max-in-flight",
+        type=int,
+        default=2048,
+        help="ext_proc requests routed and not yet answered; more are answered 429",
+    )
+    parser.add_argument(
+        "--max-grpc-calls",
+        type=int,
+        default=4096,
+        help="calls (gRPC API) and streams (ext_proc) handled at once; more get RESOURCE_EXHAUSTED",
+    )
+    parser.add_argument(
         "--reload-interval", type=float, default=1.0, help="seconds between config checks"
     )
     parser.add_argument("--drain-seconds", type=float, default=10.0, help="grace period on SIGTERM")
     parser.add_argument(
+        "--admin",
+        default=admin.DEFAULT_ADDRESS,
+        help="admin listener (host:port) for /metrics, /stats and /health, apart from the "
+        "public ports; '' disables",
+    )
+    parser.add_argument(
         "--metrics",
         default="",
-        help="also serve /metrics on this host:port (the proxy serves it at --http anyway)",
+        help="also serve /metrics alone on this host:port (a thread of its own)",
+    )
+    parser.add_argument(
+        "--proxy-metrics",
+        action="store_true",
+        help="also serve /metrics on the public proxy port (--http); off: only the admin "
+        "listener has it",
     )
     parser.add_argument(
         "--learning-state",
@@ -182,10 +207,72 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "with quality must carry (re-read when it changes); default: feedback is open",
     )
     parser.add_argument(
+        "--control-token-file",
+        type=Path,
+        default=None,
+        help="file holding the bearer token that the gRPC control rpcs (Report, GetStats) must "
+        "carry (re-read when it changes); with --tls-client-ca-file a verified client "
+        "certificate is accepted instead; default: control rpcs are open",
+    )
+    parser.add_argument(
+        "--tls-cert-file",
+        type=Path,
+        default=None,
+        help="PEM certificate chain: the gRPC API, ext_proc and the proxy then speak TLS only "
+        "(reloaded when the file changes; e.g. a cert-manager Secret's tls.crt)",
+    )
+    parser.add_argument("--tls-key-file", type=Path, default=None, help="its PEM private key")
+    parser.add_argument(
+        "--tls-client-ca-file",
+        type=Path,
+        default=None,
+        help="PEM CA bundle: clients of every TLS listener must present a certificate it "
+        "signed (mutual TLS); such a client may call the control rpcs without a token",
+    )
+    parser.add_argument(
+        "--upstream-ca-file",
+        type=Path,
+        default=None,
+        help="PEM CA bundle verifying model servers of pools whose scheme is https "
+        "(default: the system's CAs)",
+    )
+    parser.add_argument(
         "--max-pending-feedback",
         type=int,
         default=100_000,
         help="decisions held awaiting quality feedback; the oldest go first beyond that",
+    )
+    parser.add_argument(
+        "--unreported-ttl",
+        type=float,
+        default=30.0,
+        help="seconds at most that a gRPC Route awaiting its Report holds its endpoint's load "
+        "(less when the policy's SLO says a request takes less: 2 x its budget)",
+    )
+    parser.add_argument(
+        "--unreported-floor",
+        type=float,
+        default=2.0,
+        help="seconds at least that an unreported gRPC Route is held",
+    )
+    parser.add_argument(
+        "--max-unreported",
+        type=int,
+        default=4096,
+        help="gRPC Routes awaiting their Report in all; more get RESOURCE_EXHAUSTED",
+    )
+    parser.add_argument(
+        "--max-unreported-per-client",
+        type=int,
+        default=512,
+        help="gRPC Routes one client host may have awaiting their Report",
+    )
+    parser.add_argument(
+        "--prune-grace",
+        type=float,
+        default=300.0,
+        help="seconds an endpoint gone from the config keeps its breaker state, learned TTFT "
+        "and metric series (a pod back under the same address keeps them)",
     )
     parser.add_argument(
         "--trace-content",
@@ -209,6 +296,10 @@ async def serve(args: argparse.Namespace) -> None:
     """Serve until SIGTERM or SIGINT, then drain."""
     source = ConfigSource(args.config or embedded_config_path())
     source.reload()
+    try:
+        secure = tls.from_args(args.tls_cert_file, args.tls_key_file, args.tls_client_ca_file)
+    except tls.TlsError as error:
+        raise routerconfig.ConfigError(str(error)) from None
     assert source.fleet is not None  # noqa: S101 (reload raises otherwise)
     simulate = args.simulate if args.simulate is not None else args.config is None
     async with contextlib.AsyncExitStack() as stack:
@@ -228,6 +319,9 @@ async def serve(args: argparse.Namespace) -> None:
             picker_config=_picker_config(args.endpoint_picker),
             feedback_token=_token(args.feedback_token_file),
             feedback_capacity=args.max_pending_feedback,
+            unreported=_unreported(args),
+            upstream_ca=args.upstream_ca_file,
+            prune_grace_s=args.prune_grace,
         )
         dataplane.start()
         stack.push_async_callback(dataplane.close)
@@ -245,7 +339,24 @@ async def serve(args: argparse.Namespace) -> None:
             sharing = asyncio.create_task(workers.share(dataplane.core.selectors, hub))
             stack.push_async_callback(_cancel, sharing)
         reuse = hub is not None
-        grpc_server = RouterServer(dataplane, args.grpc, reuse_port=reuse)
+        if args.admin:
+            admin_server = admin.AdminServer(dataplane, args.admin)
+            await admin_server.start()
+            stack.push_async_callback(admin_server.stop)
+        if secure is not None:
+            reload = asyncio.create_task(secure.watch(args.reload_interval))
+            stack.callback(reload.cancel)
+        guard = ControlGuard(
+            _token(args.control_token_file), client_certs=secure is not None and secure.mutual
+        )
+        grpc_server = RouterServer(
+            dataplane,
+            args.grpc,
+            guard=guard,
+            tls=secure,
+            max_concurrent_rpcs=args.max_grpc_calls,
+            reuse_port=reuse,
+        )
         await grpc_server.start()
         stack.push_async_callback(grpc_server.drain, args.drain_seconds)
         lines = [f"fleetroute router serving {source.path}"]
@@ -258,11 +369,13 @@ async def serve(args: argparse.Namespace) -> None:
                 limits=Limits(max_in_flight=args.max_in_flight, max_queue=args.max_queue),
                 timeouts=Timeouts(first_byte_s=args.first_byte_timeout),
                 drain_s=args.drain_seconds,
+                metrics=args.proxy_metrics,
+                tls=secure,
                 reuse_port=reuse,
             )
             await proxy.start()
             stack.push_async_callback(proxy.stop)
-            base = f"http://{proxy.address}/v1"
+            base = f"{'https' if secure else 'http'}://{proxy.address}/v1"
             model = next(iter(dataplane.fleet.policies), "MODEL")
             lines += [
                 f"  OpenAI-compatible API: {base}  (models: {', '.join(source.fleet.models())})",
@@ -270,8 +383,17 @@ async def serve(args: argparse.Namespace) -> None:
                 *("    " + line for line in EXAMPLE.format(base=base, model=model).splitlines()),
             ]
         lines.append(f"  Router gRPC API: {args.grpc.rsplit(':', 1)[0]}:{grpc_server.port}")
+        if args.admin:
+            lines.append(f"  admin (/metrics, /stats): http://{admin_server.address}")
         if args.ext_proc:
-            extproc = ExtProcServer(dataplane, args.ext_proc, reuse_port=reuse)
+            extproc = ExtProcServer(
+                dataplane,
+                args.ext_proc,
+                tls=secure,
+                max_in_flight=args.ext_proc_max_in_flight,
+                max_streams=args.max_grpc_calls,
+                reuse_port=reuse,
+            )
             await extproc.start()
             stack.push_async_callback(extproc.stop)
             lines.append(f"  Envoy ext_proc: {args.ext_proc.rsplit(':', 1)[0]}:{extproc.port}")
@@ -293,6 +415,18 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def _unreported(args: argparse.Namespace) -> unreported.Limits:
+    try:
+        return unreported.Limits(
+            ttl_s=args.unreported_ttl,
+            floor_s=args.unreported_floor,
+            max_total=args.max_unreported,
+            max_per_peer=args.max_unreported_per_client,
+        )
+    except ValueError as error:
+        raise routerconfig.ConfigError(str(error)) from None
 
 
 def _token(path: Path | None) -> TokenFile | None:

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from fleetroute import routerconfig
@@ -15,6 +16,15 @@ from fleetroute_router.fleet import Fleet
 Rewrite = Callable[[config_pb2.RouterConfig], config_pb2.RouterConfig]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Parsed:
+    """One read of the file: its digest (None: unreadable), the config, or why not."""
+
+    digest: str | None
+    config: config_pb2.RouterConfig | None
+    error: str | None
 
 
 class ConfigSource:
@@ -33,18 +43,36 @@ class ConfigSource:
 
         Raises ConfigError only when no good config was ever loaded.
         """
+        return self._apply(self._parse())
+
+    async def reload_async(self) -> bool:
+        """reload(), with the file's read, hash and parse in a worker thread: a large config
+        does not stall the requests the event loop is serving."""
+        return self._apply(await asyncio.to_thread(self._parse))
+
+    def _parse(self) -> _Parsed:
+        """Read, hash and parse the file (no shared state is changed: safe off the loop)."""
         try:
             data = self.path.read_bytes()
         except OSError as error:
-            return self._reject(f"cannot read {self.path}: {error.strerror}")
+            return _Parsed(None, None, f"cannot read {self.path}: {error.strerror}")
         digest = hashlib.sha256(data).hexdigest()
         if digest == self._digest:
-            return False
-        self._digest = digest
+            return _Parsed(digest, None, None)
         try:
-            config = routerconfig.loads(data)
+            return _Parsed(digest, routerconfig.loads(data), None)
         except routerconfig.ConfigError as error:
-            return self._reject(f"{self.path}: {error}")
+            return _Parsed(digest, None, f"{self.path}: {error}")
+
+    def _apply(self, parsed: _Parsed) -> bool:
+        if parsed.digest is None:
+            return self._reject(parsed.error or "unreadable")
+        if parsed.digest == self._digest:
+            return False
+        self._digest = parsed.digest
+        if parsed.config is None:
+            return self._reject(parsed.error or "unparseable")
+        config = parsed.config
         if self._rewrite is not None:
             config = self._rewrite(config)
         fleet = Fleet.from_config(config)
@@ -85,4 +113,4 @@ class ConfigSource:
         """Poll the file forever (a mounted ConfigMap changes by an atomic symlink swap)."""
         while True:
             await asyncio.sleep(interval)
-            self.reload()
+            await self.reload_async()

@@ -16,26 +16,29 @@ A request's life, top to bottom, each step one method here (transports call noth
                        decision's policy within its feedback window, once per source
 
 gRPC callers route and report themselves (route_remote, report_remote): the same steps, with
-their flights held here for a short time-to-live.
+their flights held here for a short time-to-live (from the policy's SLO) and a bounded number
+per client (unreported.Limits): Routes nobody reports cannot pile load onto an endpoint.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import ssl
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from fleetroute.v1alpha1 import config_pb2, learning_pb2
-from fleetroute_router import energy, errors, reward
+from fleetroute_router import energy, errors, pruning, reward
 from fleetroute_router import feedback as feedback_fields
 from fleetroute_router.auth import TokenFile
 from fleetroute_router.core import RoutingCore
-from fleetroute_router.decisions import Decision, Expiring
+from fleetroute_router.decisions import Decision
 from fleetroute_router.endpoints import config as endpoint_config
 from fleetroute_router.endpoints.breaker import CircuitBreakers
 from fleetroute_router.endpoints.context import PluginContext
@@ -52,11 +55,10 @@ from fleetroute_router.reward import Scores
 from fleetroute_router.telemetry import tracing
 from fleetroute_router.telemetry.metrics import RouterMetrics
 from fleetroute_router.telemetry.recorder import RouterTelemetry, Served
+from fleetroute_router.unreported import Limits, Unreported
 
 log = logging.getLogger(__name__)
 QUALITY_NAME = OBJECTIVES[QUALITY]
-# A gRPC Route whose caller never Reports releases its endpoint's load after this long.
-REMOTE_TTL_S = 120.0
 
 
 @dataclass
@@ -109,14 +111,29 @@ class DataPlane:
         scrape_interval_s: float = 0.075,
         breakers: CircuitBreakers | None = None,
         feedback_capacity: int = 100_000,
-        remote_ttl_s: float = REMOTE_TTL_S,
+        unreported: Limits | None = None,
         feedback_token: TokenFile | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        upstream_ca: Path | None = None,
+        prune_grace_s: float = pruning.DEFAULT_GRACE_S,
     ) -> None:
-        """`feedback_token`: when given, feedback must carry it as a bearer token."""
+        """`feedback_token`: when given, feedback must carry it as a bearer token;
+        `upstream_ca`: the CA bundle verifying https model servers (default: the system's);
+        `prune_grace_s`: how long what is kept per endpoint outlives its leaving the fleet;
+        `unreported`: how long and how many gRPC Routes may await their Report (`clock` times
+        them)."""
         self.feedback_token = feedback_token
+        # True: aiohttp verifies https servers against the system's CAs.
+        self.upstream_ssl: ssl.SSLContext | bool = (
+            ssl.create_default_context(cafile=upstream_ca) if upstream_ca is not None else True
+        )
         self.breakers = breakers or CircuitBreakers()
         self.scraper = (
-            MetricsScraper(interval_s=scrape_interval_s, on_unreachable=self.breakers.failure)
+            MetricsScraper(
+                interval_s=scrape_interval_s,
+                on_unreachable=self.breakers.failure,
+                ssl_context=self.upstream_ssl,
+            )
             if scrape
             else None
         )
@@ -144,7 +161,15 @@ class DataPlane:
             carbon_intensity=self.sources.carbon_intensity,
         )
         self.telemetry.set_fleet(fleet)
-        self._remote: Expiring[Flight] = Expiring(ttl_s=remote_ttl_s, on_drop=self._remote_drop)
+        self.pruner = pruning.EndpointPruner(
+            [self.breakers.forget, self._forget_picked, self.telemetry.forget_endpoints],
+            grace_s=prune_grace_s,
+            clock=clock,
+        )
+        self.pruner.set_endpoints(self._addresses(fleet))
+        self._remote: Unreported[Flight] = Unreported(
+            unreported, clock=clock, on_drop=self._remote_drop
+        )
 
     @property
     def fleet(self) -> Fleet:
@@ -165,13 +190,23 @@ class DataPlane:
         """Begin scraping (needs a running event loop)."""
         self.set_fleet(self.core.fleet)
 
+    @staticmethod
+    def _addresses(fleet: Fleet) -> set[str]:
+        return {e.address for pool in fleet.config.pools for e in pool.endpoints}
+
+    def _forget_picked(self, addresses: Collection[str]) -> None:
+        if self.picker is not None:
+            self.picker.forget(addresses)
+
     def set_fleet(self, fleet: Fleet) -> None:
         if fleet is not self.core.fleet:
             self.core.set_fleet(fleet)
             self.telemetry.set_fleet(fleet)
+            self.pruner.set_endpoints(self._addresses(fleet))
+            self.pruner.sweep()
         if self.scraper is not None:
             self.scraper.set_endpoints(
-                e.address for pool in fleet.config.pools for e in pool.endpoints
+                (e.address for pool in fleet.config.pools for e in pool.endpoints), fleet.secure
             )
         self.sources.set_fleet(fleet)
 
@@ -197,6 +232,8 @@ class DataPlane:
     ) -> Flight:
         """Decide where a request goes (the policy's weights, or `objective` for this one)."""
         started = time.perf_counter()
+        self._remote.expire()  # unreported gRPC Routes past their time hold no load
+        self.pruner.sweep()  # endpoints long gone: their state goes (cheap until it is time)
         decision = self.core.route(info, request_id, objective)
         self.telemetry.decided(decision, time.perf_counter() - started)
         if decision.policy and self.core.quality_unobserved(decision.policy):
@@ -349,13 +386,16 @@ class DataPlane:
 
     # Feedback
 
-    def receive_feedback(self, authorization: str | None, **fields: Any) -> FeedbackReply:
-        """Check a feedback call's token (when the router has one) and its fields (see
-        feedback.grade), then learn it; Unauthenticated and InvalidFeedback are counted."""
+    def receive_feedback(
+        self, authorization: str | None, *, authenticated: bool = False, **fields: Any
+    ) -> FeedbackReply:
+        """Check a feedback call's token (when the router has one, unless the call was
+        `authenticated` otherwise: a control rpc) and its fields (see feedback.grade), then
+        learn it; Unauthenticated and InvalidFeedback are counted."""
         given = fields.get("source")
         source = given if isinstance(given, str) and given else "user"
         try:
-            if self.feedback_token is not None:
+            if self.feedback_token is not None and not authenticated:
                 self.feedback_token.check(authorization)
             grade = feedback_fields.grade(**fields)
         except errors.Unauthenticated:
@@ -418,11 +458,25 @@ class DataPlane:
         info: RequestInfo,
         request_id: str = "",
         objective: config_pb2.Objective | None = None,
+        peer: str = "",
     ) -> Decision:
-        """Route for a caller that sends the request itself and Reports how it went."""
+        """Route for a caller (`peer`, its host) that sends the request itself and Reports how
+        it went; Overloaded when that caller (or all) have too many Routes unreported."""
+        try:
+            self._remote.admit(peer)
+        except errors.Overloaded as error:
+            self.telemetry.refused(error)
+            raise
         flight = self.route(info, request_id, objective=objective)
-        self._remote.put(flight.decision.id, flight)
+        policy = self.core.fleet.policies_by_name.get(flight.decision.policy)
+        ttl = self._remote.limits.ttl_for(policy, info.max_tokens)
+        self._remote.put(flight.decision.id, flight, peer, ttl)
         return flight.decision
+
+    @property
+    def unreported(self) -> int:
+        """gRPC Routes awaiting their Report."""
+        return len(self._remote)
 
     def report_remote(self, decision_id: str, outcome: reward.Outcome) -> Finished:
         """The outcome a gRPC caller measured for a decision of route_remote; UnknownDecision

@@ -19,6 +19,8 @@ class Fleet:
     policies: Mapping[str, config_pb2.Policy]
     policies_by_name: Mapping[str, config_pb2.Policy]
     pools_by_model: Mapping[str, tuple[config_pb2.Pool, ...]]
+    # Endpoints whose pool says https.
+    secure: frozenset[str] = frozenset()
 
     @classmethod
     def from_config(cls, config: config_pb2.RouterConfig) -> Fleet:
@@ -33,7 +35,14 @@ class Fleet:
             policies=MappingProxyType({p.model_alias: p for p in config.policies}),
             policies_by_name=MappingProxyType({p.name: p for p in config.policies}),
             pools_by_model=MappingProxyType({m: tuple(ps) for m, ps in by_model.items()}),
+            secure=frozenset(
+                e.address for p in config.pools if p.scheme == "https" for e in p.endpoints
+            ),
         )
+
+    def url(self, address: str, path: str = "") -> str:
+        """The URL of `path` on an endpoint: https when its pool says so, else http."""
+        return f"{'https' if address in self.secure else 'http'}://{address}{path}"
 
     def prefill_peer(self, pool: config_pb2.Pool) -> config_pb2.Pool | None:
         """The prefill pool paired with a decode pool, if any."""

@@ -10,9 +10,11 @@ import grpc
 
 from fleetroute.v1alpha1 import router_pb2, router_pb2_grpc
 from fleetroute_router import errors, objectives, reward
+from fleetroute_router.control_auth import authorization
 from fleetroute_router.dataplane import DataPlane
 from fleetroute_router.decisions import Decision
 from fleetroute_router.features import RequestInfo, chat_prompt
+from fleetroute_router.unreported import peer_host
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -75,13 +77,6 @@ def outcome(message: router_pb2.Feedback) -> reward.Outcome:
     )
 
 
-def _authorization(context: Context) -> str | None:
-    for key, value in context.invocation_metadata() or ():
-        if key == "authorization":
-            return value if isinstance(value, str) else value.decode()
-    return None
-
-
 STATUS = {
     "accepted": router_pb2.FeedbackAck.ACCEPTED,
     "duplicate": router_pb2.FeedbackAck.DUPLICATE,
@@ -89,10 +84,14 @@ STATUS = {
 
 
 class RouterService(router_pb2_grpc.RouterServicer):
-    """Route, Report, SubmitFeedback and GetStats over the data plane."""
+    """Route, Report, SubmitFeedback and GetStats over the data plane.
 
-    def __init__(self, dataplane: DataPlane) -> None:
+    `control_checked`: the server authenticates control rpcs (control_auth.ControlAuth), so a
+    Report that arrives here may carry quality without the feedback token as well."""
+
+    def __init__(self, dataplane: DataPlane, *, control_checked: bool = False) -> None:
         self._dataplane = dataplane
+        self._control_checked = control_checked
 
     async def Route(
         self, request: router_pb2.RouteRequest, context: Context
@@ -100,7 +99,9 @@ class RouterService(router_pb2_grpc.RouterServicer):
         override = (
             objectives.checked(request.objective) if objectives.is_set(request.objective) else None
         )
-        decision = self._dataplane.route_remote(request_info(request), request.request_id, override)
+        decision = self._dataplane.route_remote(
+            request_info(request), request.request_id, override, peer=peer_host(context.peer())
+        )
         return decision_message(decision)
 
     async def Report(self, request: router_pb2.Feedback, context: Context) -> router_pb2.ReportAck:
@@ -120,7 +121,8 @@ class RouterService(router_pb2_grpc.RouterServicer):
             value = finished.reward if finished is not None else None
             return router_pb2.ReportAck(reward=value or 0.0)
         reply = self._dataplane.receive_feedback(
-            _authorization(context),
+            authorization(context),
+            authenticated=self._control_checked,
             decision_id=request.decision_id,
             score=quality,
             source=request.quality_source or None,
@@ -135,7 +137,7 @@ class RouterService(router_pb2_grpc.RouterServicer):
         self, request: router_pb2.QualityFeedback, context: Context
     ) -> router_pb2.FeedbackAck:
         reply = self._dataplane.receive_feedback(
-            _authorization(context),
+            authorization(context),
             decision_id=request.decision_id,
             request_id=request.request_id,
             score=request.score if request.HasField("score") else None,

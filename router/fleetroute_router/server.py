@@ -9,10 +9,12 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from fleetroute.v1alpha1 import router_pb2, router_pb2_grpc
+from fleetroute_router.control_auth import ControlAuth, ControlGuard
 from fleetroute_router.dataplane import DataPlane
 from fleetroute_router.grpc_api import RouterService
 from fleetroute_router.grpc_errors import DomainErrors
 from fleetroute_router.telemetry import instrumentation, tracing
+from fleetroute_router.tls import ReloadingTls
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = router_pb2.DESCRIPTOR.services_by_name["Router"].full_name
@@ -28,22 +30,42 @@ MAX_CONCURRENT_RPCS = 4096
 class RouterServer:
     """A grpc.aio server bound to one address; drain() stops it gracefully."""
 
-    def __init__(self, dataplane: DataPlane, address: str, *, reuse_port: bool = False) -> None:
-        """`reuse_port`: share the port with sibling workers (serve --workers)."""
+    def __init__(
+        self,
+        dataplane: DataPlane,
+        address: str,
+        *,
+        guard: ControlGuard | None = None,
+        tls: ReloadingTls | None = None,
+        max_concurrent_rpcs: int = MAX_CONCURRENT_RPCS,
+        reuse_port: bool = False,
+    ) -> None:
+        """`guard`: who may call the control rpcs (default: anyone); `tls`: serve TLS (mutual
+        when it has a client CA) instead of plaintext; `max_concurrent_rpcs`: calls at once,
+        RESOURCE_EXHAUSTED beyond; `reuse_port`: share the port with sibling workers (serve
+        --workers)."""
         self.address = address
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         traced = instrumentation.grpc_server_interceptors(tracing.active())
+        guard = guard or ControlGuard()
+        control = ControlAuth(guard, on_refused=dataplane.telemetry.refused)
         self._server = grpc.aio.server(
-            interceptors=[*traced, DomainErrors()],
+            interceptors=[*traced, control, DomainErrors()],
             options=[*OPTIONS, ("grpc.so_reuseport", int(reuse_port))],
-            maximum_concurrent_rpcs=MAX_CONCURRENT_RPCS,
+            maximum_concurrent_rpcs=max_concurrent_rpcs,
         )
-        router_pb2_grpc.add_RouterServicer_to_server(RouterService(dataplane), self._server)
+        router_pb2_grpc.add_RouterServicer_to_server(
+            RouterService(dataplane, control_checked=guard.enabled), self._server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
         )
-        self.port = self._server.add_insecure_port(address)
+        self.port = (
+            self._server.add_secure_port(address, tls.grpc_credentials())
+            if tls is not None
+            else self._server.add_insecure_port(address)
+        )
         if self.port == 0:
             raise OSError(f"cannot bind the gRPC server to {address}")
 

@@ -15,8 +15,9 @@ linear bandits (round-robin, least-loaded) have nothing to share. A policy rebui
 change (a new algorithm) starts sharing at its first exchange: what a worker learned for it
 before that stays that worker's own.
 
-Per worker: its own /metrics (the --metrics port plus the worker's index when --metrics is
-given; the proxy's /metrics answers for whichever worker the connection reached), its own
+Per worker: its own admin listener and /metrics (the --admin and --metrics ports plus the
+worker's index; with --proxy-metrics the proxy's /metrics answers for whichever worker the
+connection reached), its own
 in-flight counts and SLO guard. Worker 0 alone writes the --learning-state snapshot; the others
 start from it as a prior. With --learning-publish only worker 0 publishes and merges through
 the Kubernetes API (docs/replica-learning.md): it holds its siblings' learning, which it
@@ -59,7 +60,8 @@ def problems(args: argparse.Namespace) -> list[str]:
         if args.simulate or args.config is None:
             found.append("--workers needs --config and --no-simulate (one fleet, not N)")
         for flag, address in (("--http", args.http), ("--grpc", args.grpc), ("--ext-proc",
-                              args.ext_proc), ("--metrics", args.metrics)):  # fmt: skip
+                              args.ext_proc), ("--metrics", args.metrics),
+                              ("--admin", args.admin)):  # fmt: skip
             if address and address.rsplit(":", 1)[-1] == "0":
                 found.append(f"{flag} needs a fixed port with --workers (workers share it)")
     return found
@@ -72,6 +74,9 @@ def worker_args(args: argparse.Namespace, index: int) -> argparse.Namespace:
     if args.metrics:
         host, port = args.metrics.rsplit(":", 1)
         mine.metrics = f"{host}:{int(port) + index}"
+    if args.admin:
+        host, port = args.admin.rsplit(":", 1)
+        mine.admin = f"{host}:{int(port) + index}"
     if index > 0:
         mine.learning_publish = False  # one replica per pod: worker 0 (module docstring)
     if index > 0 and args.learning_state:

@@ -68,6 +68,8 @@ def test_serve_with_a_bad_config_fails_clearly(tmp_path: Path) -> None:
             str(bad),
             "--grpc",
             "127.0.0.1:0",
+            "--admin",
+            "",
         ],
         capture_output=True,
         text=True,

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiohttp
 import grpc
@@ -18,6 +19,9 @@ from fleetroute import routerconfig
 from fleetroute.cli import parser
 from fleetroute.top import command, snapshot, view
 from fleetroute.v1alpha1 import router_pb2_grpc
+from fleetroute_router.admin import AdminServer
+from fleetroute_router.auth import TokenFile
+from fleetroute_router.control_auth import ControlGuard
 from fleetroute_router.dataplane import DataPlane
 from fleetroute_router.defaults import embedded_config_path
 from fleetroute_router.fleet import Fleet
@@ -49,8 +53,14 @@ async def router() -> AsyncIterator[Router]:
         proxy = ProxyServer(dataplane, "127.0.0.1:0")
         await proxy.start()
         stack.push_async_callback(proxy.stop)
-        base = f"http://{proxy.address}"
-        yield Router(f"127.0.0.1:{server.port}", f"{base}/metrics", f"{base}/v1/chat/completions")
+        admin = AdminServer(dataplane, "127.0.0.1:0")
+        await admin.start()
+        stack.push_async_callback(admin.stop)
+        yield Router(
+            f"127.0.0.1:{server.port}",
+            f"http://{admin.address}/metrics",
+            f"http://{proxy.address}/v1/chat/completions",
+        )
 
 
 async def _traffic(url: str, count: int) -> int:
@@ -117,3 +127,23 @@ def test_an_unreachable_router_is_a_clear_error(unused_tcp_port: int) -> None:
     argv = ["top", "--router", f"127.0.0.1:{unused_tcp_port}", "--once", "--timeout", "0.5"]
     assert command.run(parser(argv).parse_args(argv), console) == 1
     assert "UNAVAILABLE" in console.export_text()
+
+
+async def test_top_sends_the_control_token(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("c0ntrol\n")
+    config = routerconfig.load(embedded_config_path())
+    dataplane = DataPlane(Fleet.from_config(config), scrape=False)
+    server = RouterServer(dataplane, "127.0.0.1:0", guard=ControlGuard(TokenFile(token)))
+    await server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            stub = router_pb2_grpc.RouterStub(channel)
+            with pytest.raises(grpc.RpcError) as raised:
+                await asyncio.to_thread(snapshot.take, stub, "")
+            assert raised.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+            secret = token.read_text().strip()
+            taken = await asyncio.to_thread(snapshot.take, stub, "", token=secret)
+        assert [p.policy for p in taken.stats.policies] == ["llm/chat"]
+    finally:
+        await server.drain(0)

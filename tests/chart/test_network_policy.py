@@ -94,18 +94,19 @@ def test_router_ports_admit_clients_the_operator_and_prometheus_only(defaults: R
     assert set(operator_peer) == {"podSelector"}  # the release namespace only
     assert _selects(operator_peer["podSelector"], _pod_labels(defaults, OPERATOR))
     assert operator[1] == ["grpc"]
-    # /metrics is on the HTTP port while router.ports.metrics is 0.
-    assert prometheus == (DEFAULT_PROMETHEUS, ["http"])
+    # /metrics and /stats are on the admin port, for Prometheus alone.
+    assert prometheus == (DEFAULT_PROMETHEUS, ["admin"])
     named = _port_names(defaults, ROUTER)
     assert {p for _, ports in _rules(policy) for p in ports} <= named
 
 
-def test_a_metrics_port_is_for_prometheus_alone(helm: Helm) -> None:
-    rendered = helm.template({"router": {"ports": {"metrics": 9100}}})
-    clients, _, prometheus = _rules(rendered.one("NetworkPolicy", ROUTER))
-    assert "metrics" not in clients[1]
-    assert prometheus[1] == ["metrics"]
-    assert "metrics" in _port_names(rendered, ROUTER)
+def test_the_admin_port_is_for_prometheus_alone(helm: Helm) -> None:
+    rendered = helm.template({"router": {"ports": {"admin": 9100}}})
+    clients, operator, prometheus = _rules(rendered.one("NetworkPolicy", ROUTER))
+    assert "admin" not in clients[1]
+    assert "admin" not in operator[1]
+    assert prometheus[1] == ["admin"]
+    assert "admin" in _port_names(rendered, ROUTER)
 
 
 def test_peers_are_the_values(helm: Helm) -> None:
@@ -124,7 +125,7 @@ def test_peers_are_the_values(helm: Helm) -> None:
 def test_no_router_clients_leaves_only_the_operator(helm: Helm) -> None:
     rendered = helm.template({"networkPolicy": {"routerClients": []}})
     rules = _rules(rendered.one("NetworkPolicy", ROUTER))
-    assert [ports for _, ports in rules] == [["grpc"], ["http"]]
+    assert [ports for _, ports in rules] == [["grpc"], ["admin"]]
 
 
 def test_sidecar_mode_selects_the_gateway_pods_and_their_ports(helm: Helm) -> None:
@@ -141,7 +142,7 @@ def test_sidecar_mode_selects_the_gateway_pods_and_their_ports(helm: Helm) -> No
     clients, operator, prometheus = _rules(policy)
     assert clients[1] == ["router-grpc", "router-http", "http"]
     assert operator[1] == ["router-grpc"]
-    assert prometheus[1] == ["router-http"]
+    assert prometheus[1] == ["router-admin"]
     assert {p for _, ports in _rules(policy) for p in ports} <= _port_names(rendered, GATEWAY)
     (router_peer,) = [
         peer

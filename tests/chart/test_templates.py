@@ -36,7 +36,7 @@ GATEWAY_VALUES: dict[str, Any] = {
     },
 }
 ALL_PORTS: dict[str, Any] = {
-    "router": {"ports": {"grpc": 6000, "http": 8081, "extProc": 9003, "metrics": 9100}}
+    "router": {"ports": {"grpc": 6000, "http": 8081, "extProc": 9003, "admin": 9100}}
 }
 # Every option away from its default at once (kubeconform validates this rendering too).
 ALL_OPTIONS: dict[str, Any] = {
@@ -64,7 +64,7 @@ ALL_OPTIONS: dict[str, Any] = {
     "router": {
         "replicaCount": 3,
         "logLevel": "WARNING",
-        "ports": {"grpc": 6000, "http": 8081, "extProc": 9003, "metrics": 9100},
+        "ports": {"grpc": 6000, "http": 8081, "extProc": 9003, "admin": 9100},
         "reloadInterval": 2,
         "drainSeconds": 30,
         "extraArgs": ["--max-in-flight=512"],
@@ -544,7 +544,7 @@ def _check_sidecar(r: Rendered) -> None:
     router = spec["containers"][1]
     # The gateway reaches ext_proc on localhost; nothing else can.
     assert "--ext-proc=127.0.0.1:9002" in router["args"]
-    assert [p["name"] for p in router["ports"]] == ["router-grpc", "router-http"]
+    assert [p["name"] for p in router["ports"]] == ["router-grpc", "router-http", "router-admin"]
     assert router["readinessProbe"]["grpc"]["port"] == 50051
     service = r.one("Service", GATEWAY)
     assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == [
@@ -565,24 +565,25 @@ def _check_replicas(r: Rendered) -> None:
 
 def _check_ports(r: Rendered) -> None:
     router = container(r, ROUTER, "router")
-    expected = [("grpc", 6000), ("http", 8081), ("ext-proc", 9003), ("metrics", 9100)]
-    assert [(p["name"], p["containerPort"]) for p in router["ports"]] == expected
+    public = [("grpc", 6000), ("http", 8081), ("ext-proc", 9003)]
+    assert [(p["name"], p["containerPort"]) for p in router["ports"]] == [*public, ("admin", 9100)]
     assert router["livenessProbe"]["grpc"]["port"] == 6000
     assert router["readinessProbe"]["grpc"]["port"] == 6000
     flags = ["--grpc=0.0.0.0:6000", "--http=0.0.0.0:8081", "--ext-proc=0.0.0.0:9003"]
-    assert [*flags, "--metrics=0.0.0.0:9100"] == [
-        a for a in router["args"] if a.startswith(("--grpc", "--http", "--ext-proc", "--metrics"))
+    assert [*flags, "--admin=0.0.0.0:9100"] == [
+        a for a in router["args"] if a.startswith(("--grpc", "--http", "--ext-proc", "--admin"))
     ]
-    service = r.one("Service", ROUTER)
-    assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == expected
+    annotations = r.one("Deployment", ROUTER)["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == "9100"
+    service = r.one("Service", ROUTER)  # the public ports only
+    assert [(p["name"], p["port"]) for p in service["spec"]["ports"]] == public
 
 
 def _check_ports_off(r: Rendered) -> None:
     router = container(r, ROUTER, "router")
-    assert [p["name"] for p in router["ports"]] == ["grpc"]
+    assert [p["name"] for p in router["ports"]] == ["grpc", "admin"]
     assert "--http=" in router["args"]
     assert "--ext-proc=" in router["args"]
-    assert not [a for a in router["args"] if a.startswith("--metrics")]
     assert [p["name"] for p in r.one("Service", ROUTER)["spec"]["ports"]] == ["grpc"]
 
 
@@ -614,11 +615,17 @@ def _check_no_pdb(r: Rendered) -> None:
 def _check_service_monitor(r: Rendered) -> None:
     monitor = r.one("ServiceMonitor", ROUTER)
     assert monitor["metadata"]["labels"]["release"] == "prometheus"
-    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/metrics", "interval": "15s"}]
-    assert "http" in [p["name"] for p in r.one("Service", ROUTER)["spec"]["ports"]]
-    assert (
-        monitor["spec"]["selector"]["matchLabels"] == (r.one("Service", ROUTER)["spec"]["selector"])
-    )
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "admin", "path": "/metrics", "interval": "15s"}
+    ]
+    assert "admin" not in [p["name"] for p in r.one("Service", ROUTER)["spec"]["ports"]]
+    admin = r.one("Service", f"{ROUTER}-admin")  # headless, selected by the monitor alone
+    assert admin["spec"]["clusterIP"] == "None"
+    assert [p["name"] for p in admin["spec"]["ports"]] == ["admin"]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= admin["metadata"]["labels"].items()
+    assert not selector.items() <= r.one("Service", ROUTER)["metadata"]["labels"].items()
+    assert admin["spec"]["selector"] == r.one("Service", ROUTER)["spec"]["selector"]
 
 
 def _check_no_dashboards(r: Rendered) -> None:
@@ -871,10 +878,10 @@ VALUE_CASES: list[tuple[str, dict[str, Any], Check]] = [
         ALL_PORTS,
         _check_ports,
     ),
-    ("router.ports.metrics", ALL_PORTS, _check_ports),
+    ("router.ports.admin", ALL_PORTS, _check_ports),
     (
         "router.ports",
-        {"router": {"ports": {"http": 0, "extProc": 0, "metrics": 0}}},
+        {"router": {"ports": {"http": 0, "extProc": 0}}},
         _check_ports_off,
     ),
     (
@@ -959,7 +966,7 @@ DASHBOARD_VALUES = {
     }
 }
 MONITORED: dict[str, Any] = {
-    "router": {"ports": {"http": 8080, "metrics": 0}},
+    "router": {"ports": {"http": 8080}},
     "metrics": {
         "serviceMonitor": {"enabled": True, "interval": "15s", "labels": {"release": "prometheus"}}
     },
@@ -976,6 +983,73 @@ def _check_feedback_token(r: Rendered) -> None:
     }
     mounts = {m["name"]: m for m in container(r, ROUTER, "router")["volumeMounts"]}
     assert mounts["feedback-token"]["mountPath"] == "/var/run/fleetroute/feedback"
+
+
+def _check_control_token(r: Rendered) -> None:
+    pod = pod_spec(r, ROUTER)
+    assert "--control-token-file=/var/run/fleetroute/control/token" in args(r, ROUTER, "router")
+    (volume,) = [v for v in pod["volumes"] if v["name"] == "control-token"]
+    assert volume["secret"] == {
+        "secretName": "controllers",
+        "items": [{"key": "token", "path": "token"}],
+    }
+    mounts = {m["name"]: m for m in container(r, ROUTER, "router")["volumeMounts"]}
+    assert mounts["control-token"]["mountPath"] == "/var/run/fleetroute/control"
+    assert mounts["control-token"]["readOnly"] is True
+
+
+TLS: dict[str, Any] = {
+    "router": {
+        "tls": {"secret": "router-tls", "clientAuth": True},
+        "control": {"tokenSecret": "controllers"},
+    },
+    "operator": {"routerClientSecret": "operator-tls"},
+}
+
+
+def _mounts(r: Rendered, name: str, container_name: str) -> dict[str, str]:
+    return {m["name"]: m["mountPath"] for m in container(r, name, container_name)["volumeMounts"]}
+
+
+def _check_tls(r: Rendered) -> None:
+    router_args = args(r, ROUTER, "router")
+    for flag in (
+        "--tls-cert-file=/var/run/fleetroute/tls/tls.crt",
+        "--tls-key-file=/var/run/fleetroute/tls/tls.key",
+        "--tls-client-ca-file=/var/run/fleetroute/tls/ca.crt",
+    ):
+        assert flag in router_args
+    (volume,) = [v for v in pod_spec(r, ROUTER)["volumes"] if v["name"] == "tls"]
+    assert volume["secret"]["secretName"] == "router-tls"
+    assert [i["key"] for i in volume["secret"]["items"]] == ["tls.crt", "tls.key", "ca.crt"]
+    assert _mounts(r, ROUTER, "router")["tls"] == "/var/run/fleetroute/tls"
+    router = container(r, ROUTER, "router")
+    for probe in ("livenessProbe", "readinessProbe"):  # kubelet's gRPC probes have no TLS
+        assert router[probe]["httpGet"] == {"path": "/health", "port": "admin"}
+    operator_args = args(r, OPERATOR, "operator")
+    for flag in (
+        "--router-token-file=/var/run/fleetroute/router-token/token",
+        "--router-ca-file=/var/run/fleetroute/router-ca/ca.crt",
+        "--router-cert-file=/var/run/fleetroute/router-client/tls.crt",
+        "--router-key-file=/var/run/fleetroute/router-client/tls.key",
+    ):
+        assert flag in operator_args
+    volumes = {v["name"]: v["secret"] for v in pod_spec(r, OPERATOR)["volumes"] if "secret" in v}
+    assert volumes["router-token"]["secretName"] == "controllers"
+    assert volumes["router-ca"] == {
+        "secretName": "router-tls",
+        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+    }
+    assert volumes["router-client"]["secretName"] == "operator-tls"
+    assert set(_mounts(r, OPERATOR, "operator")) >= {"router-token", "router-ca", "router-client"}
+
+
+def _check_tls_server_only(r: Rendered) -> None:
+    router_args = args(r, ROUTER, "router")
+    assert "--tls-cert-file=/var/run/fleetroute/tls/tls.crt" in router_args
+    assert not [a for a in router_args if a.startswith("--tls-client-ca-file")]
+    assert "--router-ca-file=/var/run/fleetroute/router-ca/ca.crt" in args(r, OPERATOR, "operator")
+    assert not [a for a in args(r, OPERATOR, "operator") if a.startswith("--router-cert-file")]
 
 
 def _check_learning_prior(r: Rendered) -> None:
@@ -1017,6 +1091,14 @@ VALUE_CASES += [
         {"router": {"feedback": {"tokenSecret": "graders"}}},
         _check_feedback_token,
     ),
+    (
+        "router.control.tokenSecret",
+        {"router": {"control": {"tokenSecret": "controllers"}}},
+        _check_control_token,
+    ),
+    ("router.tls.secret", {"router": {"tls": {"secret": "router-tls"}}}, _check_tls_server_only),
+    ("router.tls.clientAuth", TLS, _check_tls),
+    ("operator.routerClientSecret", TLS, _check_tls),
     ("router.learningPrior", {"router": {"learningPrior": "priors"}}, _check_learning_prior),
     (
         "gateway.securityContext",
@@ -1090,9 +1172,9 @@ def test_value(helm: Helm, key: str, values: dict[str, Any], check: Check) -> No
 def test_service_monitor_beside_a_gateway_scrapes_the_routers_port(helm: Helm) -> None:
     rendered = helm.template({**GATEWAY_VALUES, "metrics": MONITORED["metrics"]})
     (endpoint,) = rendered.one("ServiceMonitor", GATEWAY)["spec"]["endpoints"]
-    assert endpoint["port"] == "router-http"
-    ports = rendered.one("Service", GATEWAY)["spec"]["ports"]
-    assert "router-http" in [p["name"] for p in ports]
+    assert endpoint["port"] == "router-admin"
+    ports = rendered.one("Service", f"{GATEWAY}-admin")["spec"]["ports"]
+    assert [p["name"] for p in ports] == ["router-admin"]
 
 
 def test_every_value_has_a_case() -> None:
@@ -1115,12 +1197,14 @@ def test_every_value_has_a_case() -> None:
             id="sidecar-without-gateway",
         ),
         pytest.param(
-            {
-                "router": {"ports": {"http": 0, "metrics": 0}},
-                "metrics": {"serviceMonitor": {"enabled": True}},
-            },
-            "metrics.serviceMonitor.enabled needs router.ports.metrics or router.ports.http",
-            id="servicemonitor-without-http",
+            {"router": {"tls": {"clientAuth": True}}},
+            "router.tls.clientAuth needs router.tls.secret",
+            id="client-auth-without-tls",
+        ),
+        pytest.param(
+            {"router": {"tls": {"secret": "router-tls", "clientAuth": True}}},
+            "router.tls.clientAuth needs operator.routerClientSecret",
+            id="client-auth-without-an-operator-certificate",
         ),
         pytest.param(
             {"operator": {"serviceAccount": {"create": False}}},

@@ -56,6 +56,14 @@ def test_endpoints_come_from_modelpool_status(example_objects: list[dict[str, An
     assert config.pools[0].gpu.cost_per_gpu_hour == 0.7
 
 
+def test_an_https_modelpool_renders_an_https_pool(example_objects: list[dict[str, Any]]) -> None:
+    pools, policies, gpus = _split(example_objects)
+    l4 = next(p for p in pools if p["metadata"]["name"] == "llama-8b-l4")
+    secure = {**l4, "spec": {**l4["spec"], "scheme": "https"}}
+    assert router_config.build_router_config([secure], policies, gpus).pools[0].scheme == "https"
+    assert router_config.build_router_config([l4], policies, gpus).pools[0].scheme == ""
+
+
 def test_a_gpupool_with_a_dcgm_exporter_gives_each_pod_its_nodes_power_source(
     example_objects: list[dict[str, Any]],
 ) -> None:

@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import grpc
 import kopf
+import pytest
 
+from fleetroute import routerconfig
 from fleetroute.v1alpha1 import router_pb2
 from fleetroute_operator import handlers, reconcile
-from fleetroute_operator.router_stats import ArmSummary, CachedStats, Stats, summarise
+from fleetroute_operator.router_stats import (
+    ArmSummary,
+    CachedStats,
+    RouterAccess,
+    Stats,
+    grpc_fetcher,
+    summarise,
+)
 from fleetroute_operator.settings import Settings
+from fleetroute_router.auth import TokenFile
+from fleetroute_router.control_auth import ControlGuard
+from fleetroute_router.dataplane import DataPlane
+from fleetroute_router.fleet import Fleet
+from fleetroute_router.server import RouterServer
+from fleetroute_router.tls import ReloadingTls, TlsFiles
 from tests.controller.fakes import FakeKube, with_identity
+from tests.router.certs import Authority
+from tests.router.conftest import EMBEDDED
 
 
 def _reply() -> router_pb2.RouterStats:
@@ -128,3 +147,30 @@ def test_a_policy_weighing_quality_says_whether_it_has_observed_any(
     body["status"] = seen
     unweighted = reconcile.routingpolicy_status(body, {}, summarise(reply)["llm/chat"])
     assert [c["type"] for c in unweighted["conditions"]] == ["Ready"]
+
+
+async def test_the_fetcher_reaches_a_router_behind_mutual_tls_and_a_token(
+    tmp_path: Path,
+) -> None:
+    authority = Authority(tmp_path)
+    served = authority.issue("router")
+    token = tmp_path / "token"
+    token.write_text("c0ntrol\n")
+    tls = ReloadingTls(TlsFiles(served.cert, served.key))
+    dataplane = DataPlane(Fleet.from_config(routerconfig.load(EMBEDDED)), scrape=False)
+    server = RouterServer(dataplane, "127.0.0.1:0", guard=ControlGuard(TokenFile(token)), tls=tls)
+    await server.start()
+    try:
+        address = f"127.0.0.1:{server.port}"
+        for access in (RouterAccess(ca_file=authority.ca), RouterAccess(token_file=token)):
+            with pytest.raises(grpc.RpcError) as raised:  # no token; no TLS
+                await asyncio.to_thread(grpc_fetcher(address, access=access))
+            assert raised.value.code() in {  # type: ignore[attr-defined]
+                grpc.StatusCode.UNAUTHENTICATED,
+                grpc.StatusCode.UNAVAILABLE,
+            }
+        fetch = grpc_fetcher(address, access=RouterAccess(token_file=token, ca_file=authority.ca))
+        stats = await asyncio.to_thread(fetch)
+        assert list(stats) == ["llm/chat"]
+    finally:
+        await server.drain(0)

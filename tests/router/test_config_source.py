@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -116,3 +118,35 @@ def test_bad_algorithm_parameters_stop_start_up(tmp_path: Path) -> None:
     source.reload()
     with pytest.raises(routerconfig.ConfigError, match="policy llm/chat"):
         RoutingCore(source.fleet)  # type: ignore[arg-type]
+
+
+async def test_the_watch_reads_and_parses_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "config.yaml"
+    document = yaml.safe_load(EMBEDDED.read_text())
+    _write(path, document)
+    source = ConfigSource(path)
+    source.reload()
+    released = threading.Event()
+    parsed_while_loop_ran: list[bool] = []
+    loads = routerconfig.loads
+
+    def slow_loads(data: bytes | str) -> Any:
+        # Blocks until a task on the event loop releases it: only possible off the loop.
+        parsed_while_loop_ran.append(released.wait(timeout=10))
+        return loads(data)
+
+    monkeypatch.setattr("fleetroute_router.config_source.routerconfig.loads", slow_loads)
+    document["policies"][0]["modelAlias"] = "fleet/off-loop"
+    _write(path, document)
+
+    async def release() -> None:
+        await asyncio.sleep(0)
+        released.set()
+
+    took, _ = await asyncio.gather(source.reload_async(), release())
+    assert took
+    assert parsed_while_loop_ran == [True]
+    assert source.fleet is not None
+    assert list(source.fleet.policies) == ["fleet/off-loop"]

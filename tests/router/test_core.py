@@ -11,6 +11,7 @@ from fleetroute_router.dataplane import DataPlane
 from fleetroute_router.decisions import Expiring
 from fleetroute_router.features import RequestInfo
 from fleetroute_router.fleet import Fleet
+from fleetroute_router.unreported import Limits
 
 
 class Clock:
@@ -80,9 +81,13 @@ def test_released_decisions_free_their_endpoint(core: RoutingCore) -> None:
 def test_unreported_grpc_routes_expire_and_free_their_endpoint(
     example_config: config_pb2.RouterConfig,
 ) -> None:
-    dataplane = DataPlane(Fleet.from_config(example_config), scrape=False, remote_ttl_s=10)
     clock = Clock()
-    dataplane._remote._clock = clock  # the map's own clock
+    dataplane = DataPlane(
+        Fleet.from_config(example_config),
+        scrape=False,
+        unreported=Limits(ttl_s=10, floor_s=1),
+        clock=clock,
+    )
     old = dataplane.route_remote(RequestInfo(model="Qwen/Qwen2.5-14B-Instruct", prompt="x"))
     assert dataplane.load.in_flight(old.endpoint) == 1
     clock.now = 11

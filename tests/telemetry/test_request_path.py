@@ -80,7 +80,7 @@ async def _router(enabled: Tracing, exporter: InMemorySpanExporter) -> AsyncIter
     with tracing_module.installed(enabled):
         dataplane = DataPlane(Fleet.from_config(config), scrape=False)
         dataplane.start()
-        proxy = ProxyServer(dataplane, "127.0.0.1:0")
+        proxy = ProxyServer(dataplane, "127.0.0.1:0", metrics=True)  # --proxy-metrics
         await proxy.start()
         grpc_server = RouterServer(dataplane, "127.0.0.1:0")
         await grpc_server.start()

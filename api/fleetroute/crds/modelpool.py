@@ -134,6 +134,11 @@ class ModelPoolSpec(ApiModel):
     peer_pool: DnsLabel | None = Field(
         default=None, description="The ModelPool of the other role in a prefill/decode pair."
     )
+    scheme: Literal["http", "https"] = Field(
+        default="http",
+        description="How the router reaches the servers' OpenAI API and /metrics: https is "
+        "verified against the router's CA bundle (fleetroute serve --upstream-ca-file).",
+    )
     deploy: Deploy | None = None
     adopt: Adopt | None = None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 import urllib.error
+from pathlib import Path
 
 import grpc
 from rich.console import Console
@@ -23,8 +24,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--router", default="127.0.0.1:50051", help="router gRPC address")
     parser.add_argument(
         "--metrics",
-        default="http://127.0.0.1:8080/metrics",
-        help="the router's /metrics URL ('' shows no energy)",
+        default="http://127.0.0.1:9091/metrics",
+        help="the router's /metrics URL, on its admin listener ('' shows no energy)",
     )
     parser.add_argument("--policy", default="", help="show only this policy")
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between readings")
@@ -32,15 +33,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--once", action="store_true", help="print one view (two readings apart) and exit"
     )
     parser.add_argument("--timeout", type=float, default=5.0, help="seconds per reading")
+    parser.add_argument(
+        "--token-file",
+        type=Path,
+        default=None,
+        help="bearer token for GetStats (the router's --control-token-file)",
+    )
+    parser.add_argument(
+        "--ca-file", type=Path, default=None, help="CA of the router's certificate: use TLS"
+    )
 
 
 def run(args: argparse.Namespace, console: Console | None = None) -> int:
     console = console or Console()
-    with grpc.insecure_channel(args.router) as channel:
+    channel = (
+        grpc.secure_channel(args.router, grpc.ssl_channel_credentials(args.ca_file.read_bytes()))
+        if args.ca_file is not None
+        else grpc.insecure_channel(args.router)
+    )
+    token = args.token_file.read_text().strip() if args.token_file is not None else None
+    with channel:
         stub = router_pb2_grpc.RouterStub(channel)
 
         def read() -> snapshot.Snapshot:
-            return snapshot.take(stub, args.metrics, policy=args.policy, timeout_s=args.timeout)
+            return snapshot.take(
+                stub, args.metrics, policy=args.policy, timeout_s=args.timeout, token=token
+            )
 
         try:
             before = read()

@@ -71,8 +71,13 @@ def take(
     policy: str = "",
     timeout_s: float = 5.0,
     clock: Callable[[], float] = time.monotonic,
+    token: str | None = None,
 ) -> Snapshot:
-    """Read the router now (the gRPC call and the scrape; an empty URL skips the scrape)."""
-    stats = stub.GetStats(router_pb2.StatsRequest(policy=policy), timeout=timeout_s)
+    """Read the router now (the gRPC call, with `token` as its bearer token when given, and
+    the scrape; an empty URL skips the scrape)."""
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    stats = stub.GetStats(
+        router_pb2.StatsRequest(policy=policy), timeout=timeout_s, metadata=metadata
+    )
     exposition = fetch_metrics(metrics_url, timeout_s) if metrics_url else ""
     return Snapshot(clock(), stats, totals(exposition))

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n fleetroute/v1alpha1/config.proto\x12\x13\x66leetroute.v1alpha1\x1a\x1egoogle/protobuf/duration.proto\"y\n\x0cRouterConfig\x12(\n\x05pools\x18\x01 \x03(\x0b\x32\x19.fleetroute.v1alpha1.Pool\x12-\n\x08policies\x18\x02 \x03(\x0b\x32\x1b.fleetroute.v1alpha1.Policy\x12\x10\n\x08revision\x18\x03 \x01(\t\"\\\n\x08\x45ndpoint\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\r\n\x05ready\x18\x02 \x01(\x08\x12\x30\n\x05power\x18\x03 \x01(\x0b\x32!.fleetroute.v1alpha1.MetricSource\"\x99\x01\n\x0cMetricSource\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0e\n\x06metric\x18\x02 \x01(\t\x12=\n\x06labels\x18\x03 \x03(\x0b\x32-.fleetroute.v1alpha1.MetricSource.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbb\x01\n\nGpuFigures\x12\x0f\n\x07product\x18\x01 \x01(\t\x12\x12\n\nidle_watts\x18\x02 \x01(\x01\x12\x11\n\tmax_watts\x18\x03 \x01(\x01\x12\x19\n\x11\x63ost_per_gpu_hour\x18\x04 \x01(\x01\x12\x18\n\x10\x63\x61rbon_intensity\x18\x05 \x01(\x01\x12@\n\x15\x63\x61rbon_intensity_from\x18\x06 \x01(\x0b\x32!.fleetroute.v1alpha1.MetricSource\"\x86\x02\n\x04Pool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12+\n\x06\x65ngine\x18\x03 \x01(\x0e\x32\x1b.fleetroute.v1alpha1.Engine\x12\'\n\x04role\x18\x04 \x01(\x0e\x32\x19.fleetroute.v1alpha1.Role\x12\x11\n\tpeer_pool\x18\x05 \x01(\t\x12\x30\n\tendpoints\x18\x06 \x03(\x0b\x32\x1d.fleetroute.v1alpha1.Endpoint\x12\x18\n\x10gpus_per_replica\x18\x07 \x01(\r\x12,\n\x03gpu\x18\x08 \x01(\x0b\x32\x1f.fleetroute.v1alpha1.GpuFigures\"K\n\tObjective\x12\x0f\n\x07quality\x18\x01 \x01(\x01\x12\x0f\n\x07latency\x18\x02 \x01(\x01\x12\x0e\n\x06\x65nergy\x18\x03 \x01(\x01\x12\x0c\n\x04\x63ost\x18\x04 \x01(\x01\"W\n\x03Slo\x12\'\n\x04ttft\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x04tpot\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x90\x01\n\tAlgorithm\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x42\n\nparameters\x18\x02 \x03(\x0b\x32..fleetroute.v1alpha1.Algorithm.ParametersEntry\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xdc\x02\n\x06Policy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bmodel_alias\x18\x02 \x01(\t\x12\x12\n\ncandidates\x18\x03 \x03(\t\x12\x31\n\tobjective\x18\x04 \x01(\x0b\x32\x1e.fleetroute.v1alpha1.Objective\x12%\n\x03slo\x18\x05 \x01(\x0b\x32\x18.fleetroute.v1alpha1.Slo\x12\x31\n\talgorithm\x18\x06 \x01(\x0b\x32\x1e.fleetroute.v1alpha1.Algorithm\x12\"\n\x1amin_uncached_prompt_tokens\x18\x07 \x01(\r\x12\x36\n\x0c\x66\x61ilure_mode\x18\x08 \x01(\x0e\x32 .fleetroute.v1alpha1.FailureMode\x12\x32\n\x0f\x66\x65\x65\x64\x62\x61\x63k_window\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration*D\n\x06\x45ngine\x12\x16\n\x12\x45NGINE_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x45NGINE_VLLM\x10\x01\x12\x11\n\rENGINE_SGLANG\x10\x02*Q\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x10\n\x0cROLE_UNIFIED\x10\x01\x12\x10\n\x0cROLE_PREFILL\x10\x02\x12\x0f\n\x0bROLE_DECODE\x10\x03*J\n\x0b\x46\x61ilureMode\x12\x1c\n\x18\x46\x41ILURE_MODE_UNSPECIFIED\x10\x00\x12\x0e\n\nFAIL_CLOSE\x10\x01\x12\r\n\tFAIL_OPEN\x10\x02\x42&Z$fleetroute.dev/api/v1alpha1;v1alpha1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n fleetroute/v1alpha1/config.proto\x12\x13\x66leetroute.v1alpha1\x1a\x1egoogle/protobuf/duration.proto\"y\n\x0cRouterConfig\x12(\n\x05pools\x18\x01 \x03(\x0b\x32\x19.fleetroute.v1alpha1.Pool\x12-\n\x08policies\x18\x02 \x03(\x0b\x32\x1b.fleetroute.v1alpha1.Policy\x12\x10\n\x08revision\x18\x03 \x01(\t\"\\\n\x08\x45ndpoint\x12\x0f\n\x07\x61\x64\x64ress\x18\x01 \x01(\t\x12\r\n\x05ready\x18\x02 \x01(\x08\x12\x30\n\x05power\x18\x03 \x01(\x0b\x32!.fleetroute.v1alpha1.MetricSource\"\x99\x01\n\x0cMetricSource\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0e\n\x06metric\x18\x02 \x01(\t\x12=\n\x06labels\x18\x03 \x03(\x0b\x32-.fleetroute.v1alpha1.MetricSource.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xbb\x01\n\nGpuFigures\x12\x0f\n\x07product\x18\x01 \x01(\t\x12\x12\n\nidle_watts\x18\x02 \x01(\x01\x12\x11\n\tmax_watts\x18\x03 \x01(\x01\x12\x19\n\x11\x63ost_per_gpu_hour\x18\x04 \x01(\x01\x12\x18\n\x10\x63\x61rbon_intensity\x18\x05 \x01(\x01\x12@\n\x15\x63\x61rbon_intensity_from\x18\x06 \x01(\x0b\x32!.fleetroute.v1alpha1.MetricSource\"\x96\x02\n\x04Pool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12+\n\x06\x65ngine\x18\x03 \x01(\x0e\x32\x1b.fleetroute.v1alpha1.Engine\x12\'\n\x04role\x18\x04 \x01(\x0e\x32\x19.fleetroute.v1alpha1.Role\x12\x11\n\tpeer_pool\x18\x05 \x01(\t\x12\x30\n\tendpoints\x18\x06 \x03(\x0b\x32\x1d.fleetroute.v1alpha1.Endpoint\x12\x18\n\x10gpus_per_replica\x18\x07 \x01(\r\x12,\n\x03gpu\x18\x08 \x01(\x0b\x32\x1f.fleetroute.v1alpha1.GpuFigures\x12\x0e\n\x06scheme\x18\t \x01(\t\"K\n\tObjective\x12\x0f\n\x07quality\x18\x01 \x01(\x01\x12\x0f\n\x07latency\x18\x02 \x01(\x01\x12\x0e\n\x06\x65nergy\x18\x03 \x01(\x01\x12\x0c\n\x04\x63ost\x18\x04 \x01(\x01\"W\n\x03Slo\x12\'\n\x04ttft\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x04tpot\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x90\x01\n\tAlgorithm\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x42\n\nparameters\x18\x02 \x03(\x0b\x32..fleetroute.v1alpha1.Algorithm.ParametersEntry\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\xdc\x02\n\x06Policy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bmodel_alias\x18\x02 \x01(\t\x12\x12\n\ncandidates\x18\x03 \x03(\t\x12\x31\n\tobjective\x18\x04 \x01(\x0b\x32\x1e.fleetroute.v1alpha1.Objective\x12%\n\x03slo\x18\x05 \x01(\x0b\x32\x18.fleetroute.v1alpha1.Slo\x12\x31\n\talgorithm\x18\x06 \x01(\x0b\x32\x1e.fleetroute.v1alpha1.Algorithm\x12\"\n\x1amin_uncached_prompt_tokens\x18\x07 \x01(\r\x12\x36\n\x0c\x66\x61ilure_mode\x18\x08 \x01(\x0e\x32 .fleetroute.v1alpha1.FailureMode\x12\x32\n\x0f\x66\x65\x65\x64\x62\x61\x63k_window\x18\t \x01(\x0b\x32\x19.google.protobuf.Duration*D\n\x06\x45ngine\x12\x16\n\x12\x45NGINE_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x45NGINE_VLLM\x10\x01\x12\x11\n\rENGINE_SGLANG\x10\x02*Q\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x10\n\x0cROLE_UNIFIED\x10\x01\x12\x10\n\x0cROLE_PREFILL\x10\x02\x12\x0f\n\x0bROLE_DECODE\x10\x03*J\n\x0b\x46\x61ilureMode\x12\x1c\n\x18\x46\x41ILURE_MODE_UNSPECIFIED\x10\x00\x12\x0e\n\nFAIL_CLOSE\x10\x01\x12\r\n\tFAIL_OPEN\x10\x02\x42&Z$fleetroute.dev/api/v1alpha1;v1alpha1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,12 +37,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_METRICSOURCE_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_ALGORITHM_PARAMETERSENTRY']._loaded_options = None
   _globals['_ALGORITHM_PARAMETERSENTRY']._serialized_options = b'8\001'
-  _globals['_ENGINE']._serialized_start=1581
-  _globals['_ENGINE']._serialized_end=1649
-  _globals['_ROLE']._serialized_start=1651
-  _globals['_ROLE']._serialized_end=1732
-  _globals['_FAILUREMODE']._serialized_start=1734
-  _globals['_FAILUREMODE']._serialized_end=1808
+  _globals['_ENGINE']._serialized_start=1597
+  _globals['_ENGINE']._serialized_end=1665
+  _globals['_ROLE']._serialized_start=1667
+  _globals['_ROLE']._serialized_end=1748
+  _globals['_FAILUREMODE']._serialized_start=1750
+  _globals['_FAILUREMODE']._serialized_end=1824
   _globals['_ROUTERCONFIG']._serialized_start=89
   _globals['_ROUTERCONFIG']._serialized_end=210
   _globals['_ENDPOINT']._serialized_start=212
@@ -54,15 +54,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GPUFIGURES']._serialized_start=463
   _globals['_GPUFIGURES']._serialized_end=650
   _globals['_POOL']._serialized_start=653
-  _globals['_POOL']._serialized_end=915
-  _globals['_OBJECTIVE']._serialized_start=917
-  _globals['_OBJECTIVE']._serialized_end=992
-  _globals['_SLO']._serialized_start=994
-  _globals['_SLO']._serialized_end=1081
-  _globals['_ALGORITHM']._serialized_start=1084
-  _globals['_ALGORITHM']._serialized_end=1228
-  _globals['_ALGORITHM_PARAMETERSENTRY']._serialized_start=1179
-  _globals['_ALGORITHM_PARAMETERSENTRY']._serialized_end=1228
-  _globals['_POLICY']._serialized_start=1231
-  _globals['_POLICY']._serialized_end=1579
+  _globals['_POOL']._serialized_end=931
+  _globals['_OBJECTIVE']._serialized_start=933
+  _globals['_OBJECTIVE']._serialized_end=1008
+  _globals['_SLO']._serialized_start=1010
+  _globals['_SLO']._serialized_end=1097
+  _globals['_ALGORITHM']._serialized_start=1100
+  _globals['_ALGORITHM']._serialized_end=1244
+  _globals['_ALGORITHM_PARAMETERSENTRY']._serialized_start=1195
+  _globals['_ALGORITHM_PARAMETERSENTRY']._serialized_end=1244
+  _globals['_POLICY']._serialized_start=1247
+  _globals['_POLICY']._serialized_end=1595
 # @@protoc_insertion_point(module_scope)

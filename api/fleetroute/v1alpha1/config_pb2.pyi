@@ -268,6 +268,7 @@ class Pool(_message.Message):
     ENDPOINTS_FIELD_NUMBER: _builtins.int
     GPUS_PER_REPLICA_FIELD_NUMBER: _builtins.int
     GPU_FIELD_NUMBER: _builtins.int
+    SCHEME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Unique name, namespace/name for pools rendered from a cluster."""
     model: _builtins.str
@@ -277,6 +278,10 @@ class Pool(_message.Message):
     peer_pool: _builtins.str
     """The pool of the other role in a prefill/decode pair."""
     gpus_per_replica: _builtins.int
+    scheme: _builtins.str
+    """How the router reaches the servers: "http" (also when empty) or "https" (verified against
+    the system's CAs, or the router's --upstream-ca-file).
+    """
     @_builtins.property
     def endpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___Endpoint]: ...
     @_builtins.property
@@ -292,10 +297,11 @@ class Pool(_message.Message):
         endpoints: _abc.Iterable[Global___Endpoint] | None = ...,
         gpus_per_replica: _builtins.int = ...,
         gpu: Global___GpuFigures | None = ...,
+        scheme: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["gpu", b"gpu"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoints", b"endpoints", "engine", b"engine", "gpu", b"gpu", "gpus_per_replica", b"gpus_per_replica", "model", b"model", "name", b"name", "peer_pool", b"peer_pool", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoints", b"endpoints", "engine", b"engine", "gpu", b"gpu", "gpus_per_replica", b"gpus_per_replica", "model", b"model", "name", b"name", "peer_pool", b"peer_pool", "role", b"role", "scheme", b"scheme"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

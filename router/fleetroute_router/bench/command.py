@@ -33,6 +33,10 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
         "fleetroute_router.bench.grpc_route",
         "gRPC Route (and Route + Report) decisions per second per router core",
     ),
+    "soak": (
+        "fleetroute_router.bench.soak",
+        "router RSS while endpoints are replaced every second under a few hundred req/s",
+    ),
 }
 
 

@@ -222,7 +222,7 @@ async def run_strategy(
             await children.python(
                 "-m", "fleetroute", "--log-level", "WARNING", "serve", "--config", str(config),
                 "--no-simulate", "--http", f"127.0.0.1:{port}", "--grpc", "127.0.0.1:0",
-                "--ext-proc", "",
+                "--ext-proc", "", "--admin", "",
             )  # fmt: skip
             await harness.wait_ready(f"http://127.0.0.1:{port}/health")
         timeout = aiohttp.ClientTimeout(total=120)

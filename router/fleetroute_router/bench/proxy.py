@@ -180,6 +180,7 @@ async def measure(
             "-m", "fleetroute", "--log-level", "WARNING", "serve", "--config", str(config),
             "--no-simulate", "--http", router_address, "--grpc", f"127.0.0.1:{grpc_port}",
             "--ext-proc", "", "--event-loop", event_loop, "--workers", str(workers),
+            "--admin", "",
         )  # fmt: skip
         for address in (backend, floor, router_address):
             await harness.wait_ready(f"http://{address}/health")

@@ -128,7 +128,7 @@ async def measure(rate: float, seconds: float, rounds: int) -> dict[str, Any]:
                 await children.python(
                     "-m", "fleetroute", "--log-level", "WARNING", "serve", "--config", config,
                     "--no-simulate", "--http", address, "--grpc", "127.0.0.1:0",
-                    "--ext-proc", "",
+                    "--ext-proc", "", "--admin", "",
                 )  # fmt: skip
         for address in [backend, *routers.values()]:
             await harness.wait_ready(f"http://{address}/health")

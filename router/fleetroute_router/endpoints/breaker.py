@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 
@@ -62,6 +62,11 @@ class CircuitBreakers:
                 state.cooldown_s = self.cooldown_s
             state.open_until = now + state.cooldown_s
         state.probing = False
+
+    def forget(self, addresses: Collection[str]) -> None:
+        """Drop the state of endpoints that left the fleet."""
+        for address in addresses:
+            self._states.pop(address, None)
 
     def open_endpoints(self) -> list[str]:
         return sorted(a for a in self._states if self.is_open(a))

@@ -6,7 +6,7 @@ clamped to [0, 1]) and sums them by weight, then lets its picker choose.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import NamedTuple, Protocol, runtime_checkable
@@ -93,4 +93,11 @@ class PickObserver(Protocol):
 class OutcomeObserver(Protocol):
     def observed(self, address: str, load_at_pick: float, ttft_s: float) -> None:
         """Called with each request's measured time to first token."""
+        ...
+
+
+@runtime_checkable
+class Forgetful(Protocol):
+    def forget(self, addresses: Collection[str]) -> None:
+        """Called with endpoints gone from the fleet past a grace period: drop their state."""
         ...

@@ -11,6 +11,7 @@ from fleetroute_router.endpoints.config import Profile
 from fleetroute_router.endpoints.interfaces import (
     Candidate,
     EndpointMetrics,
+    Forgetful,
     PickRequest,
 )
 from fleetroute_router.features import RequestInfo, estimate_tokens
@@ -128,6 +129,15 @@ class EndpointPicker:
             if cached is not None:
                 best = max(best, int(cached(request, address)))
         return best
+
+    def forget(self, addresses: Collection[str]) -> None:
+        """Endpoints that left the fleet: plugins keeping state per endpoint drop it."""
+        seen: set[int] = set()
+        for profile in self._profiles.values():
+            for plugin in profile.plugins:
+                if isinstance(plugin, Forgetful) and id(plugin) not in seen:
+                    seen.add(id(plugin))
+                    plugin.forget(addresses)
 
     def observed_ttft(self, address: str, load_at_pick: float, ttft_s: float) -> None:
         """Feed a measured time to first token to the plugins that learn from it."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Callable, Iterable
 
@@ -29,7 +30,9 @@ class MetricsScraper:
         stale_after_s: float = DEFAULT_STALE_AFTER_S,
         on_unreachable: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        ssl_context: ssl.SSLContext | bool = True,
     ) -> None:
+        """`ssl_context`: verifies https endpoints (default: the system's CAs)."""
         self.interval_s, self.stale_after_s = interval_s, stale_after_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._on_unreachable = on_unreachable
@@ -37,6 +40,8 @@ class MetricsScraper:
         self._latest: dict[str, EndpointMetrics] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._secure: frozenset[str] = frozenset()
+        self.ssl_context = ssl_context
 
     def get(self, address: str) -> EndpointMetrics | None:
         found = self._latest.get(address)
@@ -44,16 +49,19 @@ class MetricsScraper:
             return None
         return found
 
-    def set_endpoints(self, addresses: Iterable[str]) -> None:
-        """Scrape exactly these endpoints from now on (needs a running event loop)."""
+    def set_endpoints(self, addresses: Iterable[str], secure: Iterable[str] = ()) -> None:
+        """Scrape exactly these endpoints (the `secure` ones over https) from now on (needs a
+        running event loop)."""
         wanted = set(addresses)
+        self._secure = frozenset(secure)
         for address in list(self._tasks):
             if address not in wanted:
                 self._tasks.pop(address).cancel()
                 self._latest.pop(address, None)
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                timeout=self._timeout, connector=aiohttp.TCPConnector(limit=0)
+                timeout=self._timeout,
+                connector=aiohttp.TCPConnector(limit=0, ssl=self.ssl_context),
             )
         for address in wanted - set(self._tasks):
             self._tasks[address] = asyncio.create_task(self._poll(address))
@@ -62,7 +70,8 @@ class MetricsScraper:
         """Scrape one endpoint now; None when unreachable or without known metrics."""
         assert self._session is not None  # noqa: S101 (set_endpoints creates it)
         try:
-            async with self._session.get(f"http://{address}/metrics") as response:
+            scheme = "https" if address in self._secure else "http"
+            async with self._session.get(f"{scheme}://{address}/metrics") as response:
                 if response.status != 200:
                     return None
                 text = await response.text()

@@ -10,6 +10,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from fleetroute_router.dataplane import DataPlane
 from fleetroute_router.extproc.service import ExternalProcessor
+from fleetroute_router.tls import ReloadingTls
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = "envoy.service.ext_proc.v3.ExternalProcessor"
@@ -30,25 +31,35 @@ class ExtProcServer:
         address: str = "127.0.0.1:9002",
         *,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        tls: ReloadingTls | None = None,
+        max_in_flight: int = 2048,
+        max_streams: int = MAX_CONCURRENT_STREAMS,
         reuse_port: bool = False,
     ) -> None:
-        """`reuse_port`: share the port with sibling workers (serve --workers)."""
+        """`tls`: serve TLS (mutual when it has a client CA, as Envoy's cluster sets it up);
+        `max_in_flight`: routed requests whose response has not ended (429 beyond);
+        `max_streams`: streams at once, routed or not (RESOURCE_EXHAUSTED beyond);
+        `reuse_port`: share the port with sibling workers (serve --workers)."""
         self.address = address
         self.health = health.aio.HealthServicer()  # type: ignore[attr-defined]
         # A buffered body arrives as one message: gRPC's 4 MiB default would refuse it before
         # the processor's own body limit (413) could answer.
         receive_limit = max_body_bytes + MESSAGE_OVERHEAD_BYTES
         self._server = grpc.aio.server(
-            maximum_concurrent_rpcs=MAX_CONCURRENT_STREAMS,
+            maximum_concurrent_rpcs=max_streams,
             options=[
                 ("grpc.so_reuseport", int(reuse_port)),
                 ("grpc.max_receive_message_length", receive_limit),
             ],
         )
-        self.processor = ExternalProcessor(dataplane, max_body_bytes)
+        self.processor = ExternalProcessor(dataplane, max_body_bytes, max_in_flight)
         ext_grpc.add_ExternalProcessorServicer_to_server(self.processor, self._server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self._server)
-        self.port = self._server.add_insecure_port(address)
+        self.port = (
+            self._server.add_secure_port(address, tls.grpc_credentials())
+            if tls is not None
+            else self._server.add_insecure_port(address)
+        )
         if self.port == 0:
             raise OSError(f"cannot bind the ext_proc server to {address}")
 

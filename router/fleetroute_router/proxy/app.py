@@ -1,5 +1,5 @@
 """The proxy's HTTP routes: /v1/chat/completions, /v1/completions, /v1/models, /v1/feedback,
-/metrics."""
+/health (and /metrics only when asked: the admin listener serves it)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from fleetroute_router import errors, objectives, openai_api
+from fleetroute_router import admin, errors, objectives, openai_api
 from fleetroute_router.dataplane import DataPlane
 from fleetroute_router.features import RequestInfo
 from fleetroute_router.proxy import http_errors
 from fleetroute_router.proxy.admission import Admission
 from fleetroute_router.proxy.upstream import Timeouts, Upstream
 from fleetroute_router.telemetry import instrumentation
-from fleetroute_router.telemetry.exposition import render
+from fleetroute_router.tls import ReloadingTls
 
 log = logging.getLogger(__name__)
 FEEDBACK_PATH = "/v1/feedback"
@@ -43,12 +43,17 @@ class ProxyServer:
         limits: Limits | None = None,
         timeouts: Timeouts | None = None,
         drain_s: float = 10.0,
+        metrics: bool = False,
+        tls: ReloadingTls | None = None,
         reuse_port: bool = False,
     ) -> None:
-        """`drain_s`: on stop, how long requests in flight may take to finish; `reuse_port`:
-        share the port with sibling workers (serve --workers)."""
+        """`drain_s`: on stop, how long requests in flight may take to finish; `metrics`: serve
+        /metrics here too (it names endpoints: by default only the admin listener has it);
+        `reuse_port`: share the port with sibling workers (serve --workers)."""
         self.reuse_port = reuse_port
         self.dataplane = dataplane
+        self.metrics = metrics
+        self.tls = tls
         self.drain_s = drain_s
         self.host, _, port = address.rpartition(":")
         self.port = int(port)
@@ -72,7 +77,8 @@ class ProxyServer:
         app.router.add_post(openai_api.COMPLETIONS_PATH, self._completions)
         app.router.add_get(openai_api.MODELS_PATH, self._models)
         app.router.add_post(FEEDBACK_PATH, self._feedback)
-        app.router.add_get("/metrics", self._metrics)
+        if self.metrics:
+            app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/health", self._health)
         return app
 
@@ -87,7 +93,11 @@ class ProxyServer:
             max_field_size=self.limits.max_header_bytes,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port, reuse_port=self.reuse_port or None)
+        context = self.tls.context if self.tls is not None else None
+        site = web.TCPSite(
+            self._runner, self.host, self.port, ssl_context=context,
+            reuse_port=self.reuse_port or None,
+        )  # fmt: skip
         await site.start()
         if self.port == 0:
             self.port = self._runner.addresses[0][1]
@@ -102,10 +112,7 @@ class ProxyServer:
         return web.Response(text="ok")
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        body, content_type = render(
-            self.dataplane.telemetry.registry, request.headers.get("Accept")
-        )
-        return web.Response(body=body, headers={"Content-Type": content_type})
+        return admin.metrics_response(self.dataplane, request)
 
     async def _models(self, request: web.Request) -> web.Response:
         fleet = self.dataplane.fleet

@@ -54,7 +54,9 @@ class Upstream:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None),
+                connector=aiohttp.TCPConnector(
+                    limit=0, ttl_dns_cache=None, ssl=self.dataplane.upstream_ssl
+                ),
                 timeout=aiohttp.ClientTimeout(
                     total=None, sock_connect=self.timeouts.connect_s, sock_read=None
                 ),
@@ -120,7 +122,7 @@ class Upstream:
     ) -> dict[str, Any] | None:
         """Run the prefill step; None (decode prefills locally) when the prefiller fails."""
         decision = flight.decision
-        url = f"http://{decision.prefill_endpoint}{flight.path}"
+        url = self.dataplane.fleet.url(decision.prefill_endpoint, flight.path)
         started = time.monotonic()
         telemetry = self.dataplane.telemetry
         load = self.dataplane.load
@@ -165,7 +167,7 @@ class Upstream:
         attempt: int,
     ) -> web.StreamResponse:
         decision = flight.decision
-        url = f"http://{decision.endpoint}{flight.path}"
+        url = self.dataplane.fleet.url(decision.endpoint, flight.path)
         upstream: aiohttp.ClientResponse | None = None
         failed = True
         try:

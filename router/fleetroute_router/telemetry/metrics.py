@@ -41,6 +41,7 @@ REJECT_REASONS: Final = (
     "no_capacity",
     "overloaded",
     "upstream_failed",
+    "unauthenticated",
 )
 FALLBACK_REASONS: Final = ("other_pool", "prefill_local")
 

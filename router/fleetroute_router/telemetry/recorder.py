@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -74,6 +74,7 @@ REJECT_REASON: Final[Mapping[type[errors.RoutingError], str]] = {
     errors.NoCapacity: "no_capacity",
     errors.Overloaded: "overloaded",
     errors.UpstreamFailed: "upstream_failed",
+    errors.Unauthenticated: "unauthenticated",
 }
 
 
@@ -217,6 +218,12 @@ class RouterTelemetry:
         for policy in fleet.config.policies:
             for reason in FALLBACK_REASONS:
                 self.metrics.fallbacks.labels(policy.name, reason)
+
+    def forget_endpoints(self, addresses: Collection[str]) -> None:
+        """Endpoints gone from the fleet past their grace: remove their labelled series."""
+        for address in addresses:
+            self.metrics.requests.remove_by_labels({"endpoint": address})
+            self.forget_series(address)  # the cached children of those series too
 
     # A request
 
@@ -458,6 +465,12 @@ class RouterTelemetry:
             self.metrics.children.child(self.metrics.pending_dropped, "feedback", "capacity").inc(
                 pushed
             )
+
+    def refused(self, error: errors.RoutingError) -> None:
+        """A call refused outside a request's scope (a control rpc, a route over its limit)."""
+        reason = reject_reason(error)
+        if reason is not None:
+            self.metrics.rejected.labels(reason).inc()
 
     def dropped(self, stage: str, reason: str) -> None:
         self.metrics.children.child(self.metrics.pending_dropped, stage, reason).inc()

@@ -55,18 +55,20 @@ async def test_serve_starts_the_embedded_fleet_and_answers_openai_requests() -> 
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "fleetroute", "serve", "--http", "127.0.0.1:0",
         "--grpc", "127.0.0.1:0", "--ext-proc", "127.0.0.1:0", "--sim-speed", "0.01",
-        "--sim-ports", "free",
+        "--sim-ports", "free", "--admin", "127.0.0.1:0",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     assert process.stdout is not None
     try:
-        base = None
+        base = admin = None
         async with asyncio.timeout(30):
-            while base is None:
+            while base is None or admin is None:
                 line = (await process.stdout.readline()).decode()
                 assert line, "serve exited before printing its address"
                 found = re.search(r"OpenAI-compatible API: (http://\S+/v1)", line)
-                base = found.group(1) if found else None
+                base = found.group(1) if found else base
+                found = re.search(r"admin \(/metrics, /stats\): (http://127\.0\.0\.1:\d+)", line)
+                admin = found.group(1) if found else admin
         body = {
             "model": "fleet/chat",
             "messages": [{"role": "user", "content": "Hello"}],
@@ -83,6 +85,10 @@ async def test_serve_starts_the_embedded_fleet_and_answers_openai_requests() -> 
             ) as response:
                 text = await response.text()
             assert text.rstrip().endswith("data: [DONE]")
+            async with session.get(base.removesuffix("/v1") + "/metrics") as response:
+                assert response.status == 404  # the public port does not expose metrics
+            async with session.get(admin + "/metrics") as response:
+                assert "fleetroute_router_requests_total" in await response.text()
     finally:
         process.send_signal(signal.SIGTERM)
         async with asyncio.timeout(30):
@@ -95,6 +101,7 @@ async def _serve(*extra: str) -> tuple[asyncio.subprocess.Process, str]:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "fleetroute", "serve", "--http", "127.0.0.1:0",
         "--grpc", "127.0.0.1:0", "--ext-proc", "", "--sim-speed", "0", "--sim-ports", "free",
+        "--admin", "",
         *extra,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
@@ -144,6 +151,7 @@ async def test_a_corrupt_learning_state_stops_start_up_clearly(tmp_path: Path) -
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "fleetroute", "serve", "--http", "127.0.0.1:0", "--grpc",
         "127.0.0.1:0", "--ext-proc", "", "--sim-ports", "free", "--learning-state", str(state),
+        "--admin", "",
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     async with asyncio.timeout(30):

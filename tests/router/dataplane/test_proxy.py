@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from fleetroute_router.admin import AdminServer
 from fleetroute_router.policies.base import Arm
 from fleetroute_router.proxy.app import Limits
 
@@ -136,7 +137,14 @@ async def test_metrics_count_requests_and_energy(bed: Any, make_chat: Chat) -> N
     await bed.serve()
     await bed.post("/v1/chat/completions", make_chat("test/small-8B"))
     async with bed.session.get(bed.url("/metrics")) as response:
-        text = await response.text()
+        assert response.status == 404  # not on the public port: the admin listener has it
+    admin = AdminServer(bed.dataplane, "127.0.0.1:0")
+    await admin.start()
+    try:
+        async with bed.session.get(f"http://{admin.address}/metrics") as response:
+            text = await response.text()
+    finally:
+        await admin.stop()
     requests = [
         line for line in text.splitlines() if line.startswith("fleetroute_router_requests_total{")
     ]

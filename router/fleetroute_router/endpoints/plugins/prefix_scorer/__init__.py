@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +65,15 @@ class PrefixCacheScorer:
                 self._index.move_to_end(block)
         while len(self._index) > self.parameters.capacity_blocks:
             self._index.popitem(last=False)
+
+    def forget(self, addresses: Collection[str]) -> None:
+        """Drop endpoints that left the fleet from every block's holders."""
+        gone = set(addresses)
+        for block in list(self._index):
+            holders = self._index[block]
+            holders -= gone
+            if not holders:
+                del self._index[block]
 
 
 def factory(name: str, raw: Mapping[str, Any], context: PluginContext) -> PrefixCacheScorer:

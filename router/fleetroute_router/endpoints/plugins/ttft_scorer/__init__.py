@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +47,11 @@ class TtftScorer:
         previous = self._unit.get(address)
         alpha = min(self.parameters.smoothing, 1.0)
         self._unit[address] = sample if previous is None else previous + alpha * (sample - previous)
+
+    def forget(self, addresses: Collection[str]) -> None:
+        """Drop the units of endpoints that left the fleet."""
+        for address in addresses:
+            self._unit.pop(address, None)
 
 
 def factory(name: str, raw: Mapping[str, Any], context: PluginContext) -> TtftScorer:
