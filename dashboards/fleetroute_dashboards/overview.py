@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from fleetroute_dashboards.common import slo_attainment
 from fleetroute_dashboards.panels import Dashboard, Panel, Query, Row, Variable
 from fleetroute_dashboards.promql import (
     DECISIONS,
@@ -15,7 +16,6 @@ from fleetroute_dashboards.promql import (
     SUCCESS,
     quantile,
     rate,
-    share,
     slo,
 )
 
@@ -127,23 +127,7 @@ DASHBOARD: Final = Dashboard(
                     ],
                     "s",
                 ),
-                Panel(
-                    "SLO attainment",
-                    "Share of served requests of a policy that met each objective.",
-                    [
-                        Query(
-                            share(
-                                "fleetroute_router_slo_requests_total",
-                                'result="met"',
-                                ROUTE,
-                                "policy, metric",
-                            ),
-                            "{{policy}} {{metric}}",
-                        )
-                    ],
-                    "percentunit",
-                    max=1,
-                ),
+                slo_attainment("Share of served requests of a policy that met each objective."),
             ),
         ),
         Row(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from fleetroute_dashboards.common import slo_attainment
 from fleetroute_dashboards.panels import Dashboard, Panel, Query, Row, Variable
 from fleetroute_dashboards.promql import (
     DECISIONS,
@@ -185,23 +186,7 @@ DASHBOARD: Final = Dashboard(
                     "percentunit",
                     max=1,
                 ),
-                Panel(
-                    "SLO attainment",
-                    "Share of served requests that met each objective.",
-                    [
-                        Query(
-                            share(
-                                "fleetroute_router_slo_requests_total",
-                                'result="met"',
-                                ROUTE,
-                                "policy, metric",
-                            ),
-                            "{{policy}} {{metric}}",
-                        )
-                    ],
-                    "percentunit",
-                    max=1,
-                ),
+                slo_attainment("Share of served requests that met each objective."),
                 Panel(
                     "Energy and carbon of the policy's requests",
                     "Watts drawn and grams of CO2e per hour by the requests the policy routed.",
