@@ -8,8 +8,6 @@ pool's configured figures.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -21,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fleetroute.v1alpha1 import config_pb2
 from fleetroute_router.fleet import Fleet
+from fleetroute_router.polling import Pollers
 
 log = logging.getLogger(__name__)
 DCGM_POWER: Final = "DCGM_FI_DEV_POWER_USAGE"
@@ -87,7 +86,7 @@ class MetricSources:
         self._readings: dict[str, _Reading] = {}
         # The metric names read from each URL: only their lines are parsed.
         self._wanted: dict[str, frozenset[str]] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._pollers = Pollers(self.fetch, "reading metric source")
         self._session: aiohttp.ClientSession | None = None
 
     def set_fleet(self, fleet: Fleet) -> None:
@@ -108,15 +107,10 @@ class MetricSources:
         self._wanted = {url: frozenset(names) for url, names in wanted.items()}
         intervals = {s.url: self.carbon_interval_s for s in self._carbon.values()}
         intervals |= {s.url: self.power_interval_s for s in self._power.values()}
-        for url in list(self._tasks):
-            if url not in intervals:
-                self._tasks.pop(url).cancel()
-                self._readings.pop(url, None)
         if intervals and self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
-        for url, interval in intervals.items():
-            if url not in self._tasks:
-                self._tasks[url] = asyncio.create_task(self._poll(url, interval))
+        for url in self._pollers.keep(intervals):
+            self._readings.pop(url, None)
 
     def _value(self, source: config_pb2.MetricSource, default: str, stale_s: float) -> float | None:
         reading = self._readings.get(source.url)
@@ -156,22 +150,8 @@ class MetricSources:
         self._readings[url] = _Reading(samples, self._clock())
         return True
 
-    async def _poll(self, url: str, interval_s: float) -> None:
-        while True:
-            try:
-                await self.fetch(url)
-            except Exception:  # a failed read must never stop polling
-                log.exception("reading metric source %s", url)
-            await asyncio.sleep(interval_s)
-
     async def close(self) -> None:
-        tasks = list(self._tasks.values())
-        self._tasks.clear()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._pollers.close()
         if self._session is not None:
             await self._session.close()
             self._session = None

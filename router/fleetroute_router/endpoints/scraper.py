@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import ssl
 import time
@@ -13,6 +11,7 @@ import aiohttp
 
 from fleetroute_router.endpoints import metrics
 from fleetroute_router.endpoints.interfaces import EndpointMetrics
+from fleetroute_router.polling import Pollers
 
 log = logging.getLogger(__name__)
 DEFAULT_INTERVAL_S = 0.075
@@ -38,10 +37,15 @@ class MetricsScraper:
         self._on_unreachable = on_unreachable
         self._clock = clock
         self._latest: dict[str, EndpointMetrics] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._pollers = Pollers(self.scrape, "scraping")
         self._session: aiohttp.ClientSession | None = None
         self._secure: frozenset[str] = frozenset()
         self.ssl_context = ssl_context
+
+    @property
+    def scraped(self) -> frozenset[str]:
+        """The endpoints scraped now."""
+        return self._pollers.keys
 
     def get(self, address: str) -> EndpointMetrics | None:
         found = self._latest.get(address)
@@ -52,19 +56,14 @@ class MetricsScraper:
     def set_endpoints(self, addresses: Iterable[str], secure: Iterable[str] = ()) -> None:
         """Scrape exactly these endpoints (the `secure` ones over https) from now on (needs a
         running event loop)."""
-        wanted = set(addresses)
         self._secure = frozenset(secure)
-        for address in list(self._tasks):
-            if address not in wanted:
-                self._tasks.pop(address).cancel()
-                self._latest.pop(address, None)
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 timeout=self._timeout,
                 connector=aiohttp.TCPConnector(limit=0, ssl=self.ssl_context),
             )
-        for address in wanted - set(self._tasks):
-            self._tasks[address] = asyncio.create_task(self._poll(address))
+        for address in self._pollers.keep(dict.fromkeys(addresses, self.interval_s)):
+            self._latest.pop(address, None)
 
     async def scrape(self, address: str) -> EndpointMetrics | None:
         """Scrape one endpoint now; None when unreachable or without known metrics."""
@@ -86,22 +85,8 @@ class MetricsScraper:
             self._latest[address] = found
         return found
 
-    async def _poll(self, address: str) -> None:
-        while True:
-            try:
-                await self.scrape(address)
-            except Exception:  # a scrape must never stop polling
-                log.exception("scraping %s", address)
-            await asyncio.sleep(self.interval_s)
-
     async def close(self) -> None:
-        tasks = list(self._tasks.values())
-        self._tasks.clear()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._pollers.close()
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -21,9 +21,9 @@ async def test_a_reloaded_fleet_is_routed_and_scraped() -> None:
     try:
         dataplane.start()
         assert dataplane.scraper is not None
-        assert set(dataplane.scraper._tasks) == {"127.0.0.1:1"}
+        assert dataplane.scraper.scraped == {"127.0.0.1:1"}
         dataplane.set_fleet(_fleet("127.0.0.1:2", "127.0.0.1:3"))
-        assert set(dataplane.scraper._tasks) == {"127.0.0.1:2", "127.0.0.1:3"}
+        assert dataplane.scraper.scraped == {"127.0.0.1:2", "127.0.0.1:3"}
         assert [e.address for e in dataplane.core.fleet.pools["p"].endpoints] == [
             "127.0.0.1:2",
             "127.0.0.1:3",

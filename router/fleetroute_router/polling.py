@@ -1,0 +1,53 @@
+"""Polling tasks keyed by what they read: one task per key, kept in step with a wanted set."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+log = logging.getLogger(__name__)
+
+
+class Pollers:
+    """Runs `read(key)` every interval for each wanted key; a failed read never stops its task."""
+
+    def __init__(self, read: Callable[[str], Awaitable[object]], what: str) -> None:
+        """`what` names the reads in log lines (e.g. "scraping")."""
+        self._read, self._what = read, what
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def keep(self, wanted: Mapping[str, float]) -> list[str]:
+        """Poll exactly the keys of `wanted` (key -> interval in seconds) from now on (needs a
+        running event loop); returns the keys no longer polled."""
+        dropped = [key for key in self._tasks if key not in wanted]
+        for key in dropped:
+            self._tasks.pop(key).cancel()
+        for key, interval_s in wanted.items():
+            if key not in self._tasks:
+                self._tasks[key] = asyncio.create_task(self._poll(key, interval_s))
+        return dropped
+
+    @property
+    def keys(self) -> frozenset[str]:
+        """What is polled now."""
+        return frozenset(self._tasks)
+
+    async def _poll(self, key: str, interval_s: float) -> None:
+        while True:
+            try:
+                await self._read(key)
+            except Exception:  # a failed read must never stop polling
+                log.exception("%s %s", self._what, key)
+            await asyncio.sleep(interval_s)
+
+    async def close(self) -> None:
+        """Cancel every task and wait for them to end."""
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
