@@ -1052,6 +1052,16 @@ def _check_tls_server_only(r: Rendered) -> None:
     assert not [a for a in args(r, OPERATOR, "operator") if a.startswith("--router-cert-file")]
 
 
+def _check_upstream_ca(r: Rendered) -> None:
+    assert "--upstream-ca-file=/etc/fleetroute/upstream-ca/ca.crt" in args(r, ROUTER, "router")
+    (volume,) = [v for v in pod_spec(r, ROUTER)["volumes"] if v["name"] == "upstream-ca"]
+    assert volume["configMap"] == {
+        "name": "model-ca",
+        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+    }
+    assert _mounts(r, ROUTER, "router")["upstream-ca"] == "/etc/fleetroute/upstream-ca"
+
+
 def _check_learning_prior(r: Rendered) -> None:
     pod = pod_spec(r, ROUTER)
     assert "--learning-prior=/etc/fleetroute/prior/learning.pb" in args(r, ROUTER, "router")
@@ -1099,6 +1109,7 @@ VALUE_CASES += [
     ("router.tls.secret", {"router": {"tls": {"secret": "router-tls"}}}, _check_tls_server_only),
     ("router.tls.clientAuth", TLS, _check_tls),
     ("operator.routerClientSecret", TLS, _check_tls),
+    ("router.tls.upstreamCA", {"router": {"tls": {"upstreamCA": "model-ca"}}}, _check_upstream_ca),
     ("router.learningPrior", {"router": {"learningPrior": "priors"}}, _check_learning_prior),
     (
         "gateway.securityContext",
