@@ -8,7 +8,6 @@ from fleetroute.v1alpha1 import config_pb2
 from fleetroute_router import errors, reward
 from fleetroute_router.core import RoutingCore
 from fleetroute_router.dataplane import DataPlane
-from fleetroute_router.decisions import Expiring
 from fleetroute_router.features import RequestInfo
 from fleetroute_router.fleet import Fleet
 from fleetroute_router.unreported import Limits
@@ -110,23 +109,6 @@ def test_reload_keeps_a_policy_whose_algorithm_is_unchanged(
     example_config.policies[0].algorithm.CopyFrom(config_pb2.Algorithm(name="round-robin"))
     core.set_fleet(Fleet.from_config(example_config))
     assert core._policies["llm/chat"].selector is not before
-
-
-def test_expiring_maps_are_bounded_and_report_what_they_drop() -> None:
-    clock = Clock()
-    dropped: list[tuple[str, str]] = []
-    held: Expiring[str] = Expiring(
-        ttl_s=100, capacity=2, clock=clock, on_drop=lambda item, why: dropped.append((item, why))
-    )
-    for key in "abc":
-        held.put(key, key.upper())
-    assert dropped == [("A", "capacity")]
-    assert len(held) == 2
-    assert held.take("a") is None
-    assert held.take("c") == "C"
-    clock.now = 101
-    assert held.take("b") is None
-    assert dropped == [("A", "capacity"), ("B", "expired")]
 
 
 def test_pools_serving_the_same_model_share_its_requests(
