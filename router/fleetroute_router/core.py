@@ -17,7 +17,7 @@ from fleetroute.v1alpha1 import config_pb2, learning_pb2
 from fleetroute_router import errors, objectives, reward
 from fleetroute_router.arm_stats import ArmStatistics, ArmSummary
 from fleetroute_router.decisions import Decision
-from fleetroute_router.features import Features, RequestInfo, text_features
+from fleetroute_router.features import Features, RequestInfo, baseline_features, text_features
 from fleetroute_router.feedback import DEFAULT_WINDOW_S
 from fleetroute_router.fleet import Fleet
 from fleetroute_router.load import EndpointChooser, EndpointPick, LeastInFlight, LoadTracker
@@ -47,6 +47,8 @@ class _PolicyState:
     selector: SelectionPolicy
     weights: Weights
     window_s: float
+    # The policy's TTFT SLO in seconds (0: none), read once per config, not per request.
+    ttft_slo_s: float = 0.0
     # Quality scores learned in total (feedback and priors): 0 means quality is unobserved.
     quality_seen: float = 0.0
 
@@ -127,7 +129,7 @@ class RoutingCore:
             weights, window = objectives.weights(policy.objective), _window_s(policy)
             if current is not None and current.algorithm == policy.algorithm:
                 policies[policy.name] = dataclasses.replace(
-                    current, weights=weights, window_s=window
+                    current, weights=weights, window_s=window, ttft_slo_s=_ttft_slo(policy)
                 )
                 continue
             try:
@@ -136,7 +138,9 @@ class RoutingCore:
                 raise routerconfig.ConfigError(f"policy {policy.name}: {error}") from error
             algorithm = config_pb2.Algorithm()
             algorithm.CopyFrom(policy.algorithm)  # a copy: the next config may reuse messages
-            policies[policy.name] = _PolicyState(algorithm, selector, weights, window)
+            policies[policy.name] = _PolicyState(
+                algorithm, selector, weights, window, _ttft_slo(policy)
+            )
             fresh.append(policy.name)
         for name in fresh:
             self.arm_stats.reset(name)
@@ -158,15 +162,19 @@ class RoutingCore:
         if len(request.prompt) > MAX_PROMPT_CHARS:
             raise errors.InvalidRequest(f"prompt longer than {MAX_PROMPT_CHARS} characters")
         fleet = self.fleet
-        with span("fleetroute.features"):
-            features = self._extract(request)
         policy = fleet.policies.get(request.model)
         weights: Weights | None = None
+        slo_ttft_s = 0.0
         if policy is not None:
+            with span("fleetroute.features"):
+                features = self._extract(request)
             state = self._policies[policy.name]
             selector, fail_open = state.selector, policy.failure_mode == config_pb2.FAIL_OPEN
             weights = state.weights if objective is None else objectives.weights(objective)
+            slo_ttft_s = state.ttft_slo_s
         elif request.model in fleet.pools_by_model:
+            # A served model by name: its pools by load, so only the token estimate is needed.
+            features = baseline_features(request)
             selector, fail_open = self._by_model, False
         else:
             raise errors.UnknownModel(
@@ -176,12 +184,12 @@ class RoutingCore:
         candidates = self._candidates.get(request.model)
         if candidates is None:
             candidates = self._candidates[request.model] = _candidates(fleet, policy, request)
-        in_flight = self.load.addresses_in_flight
-        arms = [Arm(c.name, c.ready, in_flight(c.addresses)) for c in candidates if c.ready]
+        in_flight = self.load.by_pool.get
+        arms = [Arm(c.name, c.ready, in_flight(c.name, 0)) for c in candidates if c.ready]
         if not arms:
             if not fail_open or not any(c.addresses for c in candidates):
                 raise errors.NoCapacity(f"no ready endpoint serves {request.model!r}")
-            arms = [Arm(c.name, 0, in_flight(c.addresses)) for c in candidates if c.addresses]
+            arms = [Arm(c.name, 0, in_flight(c.name, 0)) for c in candidates if c.addresses]
         if policy is not None:
             arms = list(self.guard.admissible(arms, policy.slo))
         with span("fleetroute.decide"):
@@ -191,7 +199,7 @@ class RoutingCore:
         pool = fleet.pools[choice.arm]
         with span("fleetroute.pick_endpoint"):
             pick = self.endpoints.choose(
-                pool, request, slo_ttft_s=_ttft_slo(policy), include_unready=fail_open
+                pool, request, slo_ttft_s=slo_ttft_s, include_unready=fail_open
             )
             if pick is None:  # rare: ranked only then, off the common path
                 ranked = sorted(arms, key=lambda a: -choice.scores.get(a.pool, float("-inf")))
@@ -200,7 +208,7 @@ class RoutingCore:
                         continue
                     pool = fleet.pools[arm.pool]
                     pick = self.endpoints.choose(
-                        pool, request, slo_ttft_s=_ttft_slo(policy), include_unready=fail_open
+                        pool, request, slo_ttft_s=slo_ttft_s, include_unready=fail_open
                     )
                     if pick is not None:
                         break
@@ -217,7 +225,7 @@ class RoutingCore:
             pool=pool.name,
             endpoint=endpoint,
             algorithm=selector.name,
-            scores=dict(choice.scores),
+            scores=choice.scores,  # every policy makes a fresh mapping per choice
             explored=choice.explored,
             prefill_pool=prefill_pool,
             prefill_endpoint=prefill_endpoint,
@@ -228,7 +236,7 @@ class RoutingCore:
             weights=weights,
             prompt_tokens=features.prompt_tokens,
         )
-        self.load.start(endpoint)
+        self.load.start(endpoint, pool.name)
         if policy is not None:
             self.arm_stats.chose(policy.name, pool.name)
         return decision
@@ -285,7 +293,7 @@ class RoutingCore:
                 prefill = self.endpoints.choose(peer, request, exclude=failed) if peer else None
                 if peer is not None and prefill is not None:
                     prefill_pool, prefill_endpoint = peer.name, prefill.address
-            self.load.finish(decision.endpoint)
+            self.load.finish(decision.endpoint, decision.pool)
             moved = dataclasses.replace(
                 decision,
                 model=pool.model,
@@ -296,13 +304,13 @@ class RoutingCore:
                 endpoint_load=pick.load,
                 share=1.0 / (1 + self.load.in_flight(pick.address)),
             )
-            self.load.start(pick.address)
+            self.load.start(pick.address, pool.name)
             return moved
         return None
 
     def release(self, decision: Decision) -> None:
         """The decision's request is over: its endpoint has one request fewer in flight."""
-        self.load.finish(decision.endpoint)
+        self.load.finish(decision.endpoint, decision.pool)
 
     def observe_latency(
         self, decision: Decision, outcome: reward.Outcome, *, ttft_known: bool = False

@@ -38,33 +38,39 @@ class EndpointChooser(Protocol):
 
 
 class LoadTracker:
-    """Counts requests in flight per endpoint and picks the least loaded ready endpoint."""
+    """Counts requests in flight per endpoint and per pool, and picks the least loaded ready
+    endpoint."""
 
     def __init__(self) -> None:
         self._in_flight: Counter[str] = Counter()
+        # By pool name: what a pool has in flight is read for every candidate of every
+        # decision, so it is counted as requests start and finish, not summed over endpoints.
+        self.by_pool: dict[str, int] = {}
         self._turn = itertools.count()
 
     def in_flight(self, endpoint: str) -> int:
         return self._in_flight[endpoint]
 
     def pool_in_flight(self, pool: config_pb2.Pool) -> int:
-        return self.addresses_in_flight([e.address for e in pool.endpoints])
+        """Requests in flight that were sent to this pool."""
+        return self.by_pool.get(pool.name, 0)
 
-    def addresses_in_flight(self, addresses: Collection[str]) -> int:
-        """Requests in flight over these endpoints (a pool's, resolved once per fleet)."""
-        counts = self._in_flight
-        if not counts:
-            return 0
-        return sum([counts.get(a, 0) for a in addresses])
-
-    def start(self, endpoint: str) -> None:
+    def start(self, endpoint: str, pool: str = "") -> None:
         self._in_flight[endpoint] += 1
+        if pool:
+            self.by_pool[pool] = self.by_pool.get(pool, 0) + 1
 
-    def finish(self, endpoint: str) -> None:
+    def finish(self, endpoint: str, pool: str = "") -> None:
         if self._in_flight[endpoint] > 0:
             self._in_flight[endpoint] -= 1
         if not self._in_flight[endpoint]:
             del self._in_flight[endpoint]
+        if pool:
+            left = self.by_pool.get(pool, 0) - 1
+            if left > 0:
+                self.by_pool[pool] = left
+            else:
+                self.by_pool.pop(pool, None)
 
     def pick(
         self,

@@ -125,3 +125,18 @@ def test_pools_serving_the_same_model_share_its_requests(
         core.release(decision)
         pools.append(decision.pool)
     assert sorted(pools) == ["llm/qwen-14b-a10g"] * 2 + ["llm/qwen-14b-a10g-2"] * 2
+
+
+def test_a_pools_in_flight_count_follows_route_retry_and_release(core: RoutingCore) -> None:
+    request = RequestInfo(model="meta-llama/Llama-3.1-8B-Instruct", prompt="x")
+    decisions = [core.route(request) for _ in range(3)]
+    pool = core.fleet.pools[decisions[0].pool]
+    assert core.load.pool_in_flight(pool) == 3
+    moved = core.retry(decisions[0], request, failed={decisions[0].endpoint})
+    assert moved is not None
+    assert moved.endpoint != decisions[0].endpoint
+    assert core.load.pool_in_flight(pool) == 3  # moved within the pool: still three
+    for decision in [moved, *decisions[1:]]:
+        core.release(decision)
+    assert core.load.pool_in_flight(pool) == 0
+    assert core.load.by_pool == {}

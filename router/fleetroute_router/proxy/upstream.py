@@ -126,7 +126,8 @@ class Upstream:
         started = time.monotonic()
         telemetry = self.dataplane.telemetry
         load = self.dataplane.load
-        load.start(decision.prefill_endpoint)  # seen by the prefill pool's queue scorer
+        # Seen by the prefill pool's queue scorer.
+        load.start(decision.prefill_endpoint, decision.prefill_pool)
         try:
             with telemetry.upstream(
                 "prefill", decision.prefill_endpoint, decision.model, decision.prefill_pool
@@ -147,7 +148,7 @@ class Upstream:
             telemetry.fallback(decision, "prefill_local")
             return None
         finally:
-            load.finish(decision.prefill_endpoint)
+            load.finish(decision.prefill_endpoint, decision.prefill_pool)
         params = pd.transfer_params(answer) if status == 200 else None
         if params is None:
             self.dataplane.breakers.failure(decision.prefill_endpoint)
