@@ -61,7 +61,9 @@ class LinearModel:
         self.dimension = 0
         self.arms: list[str] = []
         self._index: dict[str, int] = {}
-        self._lookup: dict[tuple[str, ...], npt.NDArray[np.intp]] = {}
+        self._lookup: dict[
+            tuple[str, ...], tuple[npt.NDArray[np.intp], npt.NDArray[np.intp] | slice]
+        ] = {}
         n = len(self.objectives)
         self.gram = np.zeros((n, 0, 0, 0))
         self.gram_inv = np.zeros((n, 0, 0, 0))
@@ -103,6 +105,16 @@ class LinearModel:
 
     def indices(self, arms: Sequence[str], x: Vector) -> npt.NDArray[np.intp]:
         """Column of each arm in the stacked arrays; unseen arms start from the prior."""
+        return self._resolve(arms, x)[0]
+
+    def columns(self, arms: Sequence[str], x: Vector) -> npt.NDArray[np.intp] | slice:
+        """What selects `arms` from the stacked arrays: their indices, or a slice of every
+        column when they are all the arms in order (a view, cheaper than gathering)."""
+        return self._resolve(arms, x)[1]
+
+    def _resolve(
+        self, arms: Sequence[str], x: Vector
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp] | slice]:
         self._fix_dimension(x)
         key = tuple(arms)
         found = self._lookup.get(key)
@@ -110,10 +122,13 @@ class LinearModel:
             for arm in arms:
                 if arm not in self._index:
                     self.add_arm(arm)
-            found = np.fromiter((self._index[a] for a in arms), dtype=np.intp, count=len(arms))
+            rows = np.fromiter((self._index[a] for a in arms), dtype=np.intp, count=len(arms))
+            every = rows.shape[0] == len(self.arms) and bool(
+                (rows == np.arange(rows.shape[0])).all()
+            )
             if len(self._lookup) >= LOOKUP_CACHE:  # arm subsets vary (SLO guard): stay bounded
                 self._lookup.clear()
-            self._lookup[key] = found
+            found = self._lookup[key] = (rows, slice(None) if every else rows)
         return found
 
     def add_arm(self, arm: str) -> None:

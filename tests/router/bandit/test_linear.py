@@ -101,3 +101,18 @@ def test_several_objectives_learned_at_once_equal_one_at_a_time(
     assert np.allclose(together.theta, apart.theta)
     unmeasured = [names.index(n) for n in names if n not in measured]
     assert (together.observations[unmeasured, 0] == 0.0).all()  # those learned nothing
+
+
+def test_columns_select_every_arm_by_slice_only_while_they_are_all_the_arms_in_order() -> None:
+    model = LinearModel()
+    x = np.ones(4)
+    assert model.columns(["a", "b"], x) == slice(None)
+    np.testing.assert_array_equal(model.columns(["b", "a"], x), [1, 0])
+    model.update("a", x, {"quality": 1.0})
+    wide = model.mean(x)[:, model.columns(["a", "b"], x)]
+    assert wide.shape == (1, 2)
+    assert model.columns(["a", "b", "c"], x) == slice(None)  # c added: the slice covers three
+    narrow = model.mean(x)[:, model.columns(["a", "b"], x)]
+    np.testing.assert_array_equal(narrow, wide)  # no longer every arm: gathered, still two
+    model.forget("a")
+    assert model.columns(["b", "c"], x) == slice(None)
