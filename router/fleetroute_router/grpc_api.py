@@ -36,7 +36,7 @@ def request_info(message: router_pb2.RouteRequest) -> RequestInfo:
 
 
 def decision_message(decision: Decision) -> router_pb2.RouteDecision:
-    return router_pb2.RouteDecision(
+    message = router_pb2.RouteDecision(
         decision_id=decision.id,
         request_id=decision.request_id,
         policy=decision.policy,
@@ -46,8 +46,12 @@ def decision_message(decision: Decision) -> router_pb2.RouteDecision:
         prefill_pool=decision.prefill_pool,
         prefill_endpoint=decision.prefill_endpoint,
         algorithm=decision.algorithm,
-        scores=[router_pb2.ArmScore(pool=p, score=s) for p, s in sorted(decision.scores.items())],
     )
+    # Added in place: half the cost of building ArmScore messages and copying them in.
+    add = message.scores.add
+    for pool, score in sorted(decision.scores.items()):
+        add(pool=pool, score=score)
+    return message
 
 
 def outcome(message: router_pb2.Feedback) -> reward.Outcome:
