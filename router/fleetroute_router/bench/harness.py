@@ -12,7 +12,7 @@ import tempfile
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import aiohttp
 
@@ -76,20 +76,30 @@ class Children:
         return path
 
     async def start(
-        self, *args: str, env: dict[str, str] | None = None
+        self, *args: str, env: dict[str, str] | None = None, log: str = ""
     ) -> asyncio.subprocess.Process:
+        """Start a child; with `log`, its stdout and stderr go to that file of the temporary
+        directory (read it with `log_tail`), else nowhere."""
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        process = await asyncio.create_subprocess_exec(
-            *args,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            env=env,
-        )
+        with contextlib.ExitStack() as stack:
+            output: int | IO[bytes] = asyncio.subprocess.DEVNULL
+            if log:
+                output = stack.enter_context(self.path(log).open("ab"))
+            process = await asyncio.create_subprocess_exec(
+                *args, stdout=output, stderr=output, env=env
+            )
         self._processes.append(process)
         return process
 
-    async def python(self, *args: str) -> asyncio.subprocess.Process:
-        return await self.start(sys.executable, *args)
+    def log_tail(self, log: str, lines: int = 40) -> str:
+        """The last lines a child started with `log` wrote ("" when it wrote nothing)."""
+        path = self.path(log)
+        if not path.exists():
+            return ""
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    async def python(self, *args: str, log: str = "") -> asyncio.subprocess.Process:
+        return await self.start(sys.executable, *args, log=log)
 
     async def close(self) -> None:
         for process in self._processes:
