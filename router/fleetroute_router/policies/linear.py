@@ -240,7 +240,9 @@ class LinearModel:
         self.version += 1
         inv = self.gram_inv[o, k]  # a view for a slice, else a copy written back below
         ax = inv @ x
-        inv -= (ax[:, :, None] * ax[:, None, :]) / (1.0 + ax @ x)[:, None, None]
+        # The scale goes on a d-vector, not on the (d, d) outer product: one matrix pass fewer.
+        scaled = ax / (1.0 + ax @ x)[:, None]
+        inv -= scaled[:, :, None] * ax[:, None, :]
         if not isinstance(o, slice):
             self.gram_inv[o, k] = inv
         self.theta[o, k] = (inv @ self.target[o, k][:, :, None])[:, :, 0]
@@ -267,7 +269,7 @@ class LinearModel:
         self.version += 1
         inv = self.gram_inv[o, k]
         ax = inv @ x
-        inv -= np.outer(ax, ax) / (1.0 + float(x @ ax))
+        inv -= np.outer(ax / (1.0 + float(x @ ax)), ax)
         self.theta[o, k] = inv @ self.target[o, k]
 
     def statistics(self) -> list[ArmStatistics]:
