@@ -55,22 +55,22 @@ class LoadTracker:
         """Requests in flight that were sent to this pool."""
         return self.by_pool.get(pool.name, 0)
 
-    def start(self, endpoint: str, pool: str = "") -> None:
+    def start(self, endpoint: str, pool: str) -> None:
+        """A request went to `endpoint` of `pool`."""
         self._in_flight[endpoint] += 1
-        if pool:
-            self.by_pool[pool] = self.by_pool.get(pool, 0) + 1
+        self.by_pool[pool] = self.by_pool.get(pool, 0) + 1
 
-    def finish(self, endpoint: str, pool: str = "") -> None:
+    def finish(self, endpoint: str, pool: str) -> None:
+        """A request `start` counted is over."""
         if self._in_flight[endpoint] > 0:
             self._in_flight[endpoint] -= 1
         if not self._in_flight[endpoint]:
             del self._in_flight[endpoint]
-        if pool:
-            left = self.by_pool.get(pool, 0) - 1
-            if left > 0:
-                self.by_pool[pool] = left
-            else:
-                self.by_pool.pop(pool, None)
+        left = self.by_pool.get(pool, 0) - 1
+        if left > 0:
+            self.by_pool[pool] = left
+        else:
+            self.by_pool.pop(pool, None)
 
     def pick(
         self,

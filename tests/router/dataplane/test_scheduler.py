@@ -53,8 +53,8 @@ def test_the_least_loaded_endpoint_by_its_metrics_wins() -> None:
 def test_without_metrics_the_routers_own_counts_decide() -> None:
     picker, load = _picker({})
     for _ in range(2):
-        load.start("a:1")
-        load.start("b:1")
+        load.start("a:1", POOL.name)
+        load.start("b:1", POOL.name)
     pick = picker.choose(POOL, REQUEST)
     assert pick is not None
     assert pick.address == "c:1"
