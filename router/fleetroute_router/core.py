@@ -274,6 +274,8 @@ class RoutingCore:
         names = [decision.pool, *others]
         if policy is None:
             names += [p.name for p in self.fleet.pools_by_model.get(decision.model, ())]
+        state = self._policies.get(decision.policy)
+        slo_ttft_s = state.ttft_slo_s if state is not None else 0.0
         for name in dict.fromkeys(names):
             pool = self.fleet.pools.get(name)
             if pool is None:
@@ -281,7 +283,7 @@ class RoutingCore:
             pick = self.endpoints.choose(
                 pool,
                 request,
-                slo_ttft_s=_ttft_slo(policy),
+                slo_ttft_s=slo_ttft_s,
                 exclude=failed,
                 include_unready=fail_open,
             )
