@@ -17,16 +17,22 @@ class Pollers:
         """`what` names the reads in log lines (e.g. "scraping")."""
         self._read, self._what = read, what
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._intervals: dict[str, float] = {}
 
     def keep(self, wanted: Mapping[str, float]) -> list[str]:
         """Poll exactly the keys of `wanted` (key -> interval in seconds) from now on (needs a
-        running event loop); returns the keys no longer polled."""
+        running event loop); returns the keys no longer polled. A key whose interval changed
+        is polled again at once, then at its new interval."""
         dropped = [key for key in self._tasks if key not in wanted]
         for key in dropped:
             self._tasks.pop(key).cancel()
+            del self._intervals[key]
         for key, interval_s in wanted.items():
-            if key not in self._tasks:
+            if self._intervals.get(key) != interval_s:
+                if key in self._tasks:
+                    self._tasks[key].cancel()
                 self._tasks[key] = asyncio.create_task(self._poll(key, interval_s))
+                self._intervals[key] = interval_s
         return dropped
 
     @property
@@ -46,6 +52,7 @@ class Pollers:
         """Cancel every task and wait for them to end."""
         tasks = list(self._tasks.values())
         self._tasks.clear()
+        self._intervals.clear()
         for task in tasks:
             task.cancel()
         for task in tasks:
