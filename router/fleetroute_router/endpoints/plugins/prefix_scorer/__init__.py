@@ -29,9 +29,6 @@ class PrefixCacheScorer:
     def __init__(self, name: str = TYPE, parameters: Parameters | None = None) -> None:
         self.name, self.parameters = name, parameters or Parameters()
         self._index: OrderedDict[int, set[str]] = OrderedDict()
-        # The last request scored and its matches by address: the scheduler asks the chosen
-        # endpoint's cached tokens right after scoring, for the same request object.
-        self._scored: tuple[PickRequest | None, dict[str, int]] = (None, {})
 
     def _blocks(self, request: PickRequest) -> tuple[int, ...]:
         if request.block_chars == self.parameters.block_chars:
@@ -40,9 +37,6 @@ class PrefixCacheScorer:
 
     def matched_blocks(self, request: PickRequest, address: str) -> int:
         """Leading blocks of the request's prompt the endpoint was last given."""
-        scored, matches = self._scored
-        if scored is request and address in matches:
-            return matches[address]
         matched = 0
         index = self._index
         for block in self._blocks(request):
@@ -60,12 +54,9 @@ class PrefixCacheScorer:
         total = len(self._blocks(request))
         if total == 0:
             return {c.address: 0.0 for c in candidates}
-        matches = {c.address: self.matched_blocks(request, c.address) for c in candidates}
-        self._scored = (request, matches)
-        return {address: matched / total for address, matched in matches.items()}
+        return {c.address: self.matched_blocks(request, c.address) / total for c in candidates}
 
     def picked(self, request: PickRequest, chosen: Candidate) -> None:
-        self._scored = (None, {})  # the index changes: what was matched may not hold
         for block in self._blocks(request):
             holders = self._index.get(block)
             if holders is None:
