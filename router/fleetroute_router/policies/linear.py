@@ -211,18 +211,17 @@ class LinearModel:
         """Add one observation (context, score) to each objective of an arm that was measured."""
         x = self.context(features)
         k = int(self.indices((arm,), x)[0])
-        if self.discount < 1.0 or len(scores) == 1:
+        if len(scores) == 1:
             for name, score in scores.items():
                 self._learn(self.objective_index(name), k, x, score)
-            return
-        if scores:
+        elif scores:
             self._learn_together([self.objective_index(n) for n in scores], k, x, scores)
 
     def _learn_together(
         self, rows: list[int], k: int, x: Vector, scores: Mapping[str, float]
     ) -> None:
-        """_learn (undiscounted) for several objectives of one arm in one pass of numpy calls:
-        the same Sherman-Morrison step, batched over the objectives."""
+        """_learn for several objectives of one arm in one pass of numpy calls: the same
+        Sherman-Morrison step (or, discounted, the same inverses), batched over the objectives."""
         first, n = rows[0], len(rows)
         # Objectives measured together are usually adjacent (latency, energy, cost): a slice
         # gives views that update in place, where an index array copies out and back.
@@ -232,6 +231,9 @@ class LinearModel:
             else np.array(rows, dtype=np.intp)
         )
         values = np.fromiter(scores.values(), dtype=np.float64, count=len(rows))
+        if self.discount < 1.0:
+            self._learn_discounted_together(o, k, x, values)
+            return
         self.gram[o, k] += np.outer(x, x)
         self.target[o, k] += (values - self.prior_mean)[:, None] * x
         self.observations[o, k] += 1.0
@@ -246,6 +248,24 @@ class LinearModel:
         if not isinstance(o, slice):
             self.gram_inv[o, k] = inv
         self.theta[o, k] = (inv @ self.target[o, k][:, :, None])[:, :, 0]
+
+    def _learn_discounted_together(
+        self, o: slice | npt.NDArray[np.intp], k: int, x: Vector, values: Vector
+    ) -> None:
+        """The discounted step of _learn for the objectives `o` of arm k, with one batched
+        inverse: forgetting changes every direction, so it has no rank-one shortcut."""
+        gamma, d = self.discount, self.dimension
+        gram = gamma * self.gram[o, k]
+        gram.reshape(-1, d * d)[:, :: d + 1] += (1.0 - gamma) * self.regularization
+        gram += np.outer(x, x)
+        target = gamma * self.target[o, k] + (values - self.prior_mean)[:, None] * x
+        inv = np.linalg.inv(gram)
+        self.gram[o, k], self.target[o, k], self.gram_inv[o, k] = gram, target, inv
+        self.observations[o, k] = gamma * self.observations[o, k] + 1.0
+        self.reward_sum[o, k] = gamma * self.reward_sum[o, k] + values
+        self.theta[o, k] = (inv @ target[:, :, None])[:, :, 0]
+        self.changes[k] += 1
+        self.version += 1
 
     def _learn(self, o: int, k: int, x: Vector, score: float) -> None:
         residual = score - self.prior_mean

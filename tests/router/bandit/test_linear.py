@@ -75,16 +75,19 @@ def test_an_objective_the_model_does_not_learn_is_refused() -> None:
         model.update("a", np.ones(2), {"quality": 1.0})
 
 
+@pytest.mark.parametrize("discount", [1.0, 0.9], ids=["undiscounted", "discounted"])
 @pytest.mark.parametrize(
     "measured",
     [("latency", "energy", "cost"), ("cost", "latency"), ("energy", "quality")],
     ids=["adjacent", "reordered", "apart"],
 )
 def test_several_objectives_learned_at_once_equal_one_at_a_time(
-    measured: tuple[str, ...],
+    measured: tuple[str, ...], discount: float
 ) -> None:
     names = ("quality", "latency", "energy", "cost")
-    together, apart = (LinearModel(objectives=names) for _ in range(2))
+    together, apart = (
+        LinearModel(objectives=names, discount=discount, regularization=2.0) for _ in range(2)
+    )
     rng = np.random.default_rng(3)
     for _ in range(40):
         x = rng.random(5)
@@ -96,7 +99,8 @@ def test_several_objectives_learned_at_once_equal_one_at_a_time(
         assert left.objective == right.objective
         assert np.allclose(left.gram, right.gram)
         assert np.allclose(left.target, right.target)
-        assert left.observations == right.observations
+        assert left.observations == pytest.approx(right.observations)
+        assert left.reward_sum == pytest.approx(right.reward_sum)
     assert np.allclose(together.gram_inv, apart.gram_inv)
     assert np.allclose(together.theta, apart.theta)
     unmeasured = [names.index(n) for n in names if n not in measured]
