@@ -23,6 +23,7 @@ from fleetroute_router.config_source import ConfigSource
 from fleetroute_router.control_auth import ControlGuard
 from fleetroute_router.dataplane import DataPlane
 from fleetroute_router.defaults import embedded_config_path
+from fleetroute_router.endpoints import scraper
 from fleetroute_router.endpoints.config import EndpointConfigError
 from fleetroute_router.extproc.server import ExtProcServer
 from fleetroute_router.features import FEATURE_NAMES
@@ -268,6 +269,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="gRPC Routes one client host may have awaiting their Report",
     )
     parser.add_argument(
+        "--scrape-interval",
+        type=float,
+        default=scraper.DEFAULT_INTERVAL_S,
+        help="seconds between two scrapes of a model server's /metrics (queue, KV cache): "
+        "fresher figures for the endpoint picker against the router's idle CPU",
+    )
+    parser.add_argument(
         "--prune-grace",
         type=float,
         default=300.0,
@@ -322,6 +330,7 @@ async def serve(args: argparse.Namespace) -> None:
             unreported=_unreported(args),
             upstream_ca=args.upstream_ca_file,
             prune_grace_s=args.prune_grace,
+            scrape_interval_s=_scrape_interval(args.scrape_interval),
         )
         dataplane.start()
         stack.push_async_callback(dataplane.close)
@@ -415,6 +424,12 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def _scrape_interval(seconds: float) -> float:
+    if not seconds > 0:
+        raise routerconfig.ConfigError(f"--scrape-interval must be above 0, got {seconds}")
+    return seconds
 
 
 def _unreported(args: argparse.Namespace) -> unreported.Limits:

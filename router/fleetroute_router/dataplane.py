@@ -43,7 +43,7 @@ from fleetroute_router.endpoints import config as endpoint_config
 from fleetroute_router.endpoints.breaker import CircuitBreakers
 from fleetroute_router.endpoints.context import PluginContext
 from fleetroute_router.endpoints.scheduler import EndpointPicker
-from fleetroute_router.endpoints.scraper import MetricsScraper
+from fleetroute_router.endpoints.scraper import DEFAULT_INTERVAL_S, MetricsScraper
 from fleetroute_router.features import RequestInfo
 from fleetroute_router.feedback import Awaiting, FeedbackStore, Grade, Result
 from fleetroute_router.fleet import Fleet
@@ -108,7 +108,7 @@ class DataPlane:
         *,
         picker_config: Mapping[str, Any] | None = None,
         scrape: bool = True,
-        scrape_interval_s: float = 0.075,
+        scrape_interval_s: float = DEFAULT_INTERVAL_S,
         breakers: CircuitBreakers | None = None,
         feedback_capacity: int = 100_000,
         unreported: Limits | None = None,

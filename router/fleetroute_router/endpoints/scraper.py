@@ -16,6 +16,9 @@ from fleetroute_router.polling import Pollers
 log = logging.getLogger(__name__)
 DEFAULT_INTERVAL_S = 0.075
 DEFAULT_STALE_AFTER_S = 0.5
+# Figures are stale once this many scrapes in a row were missed (and never sooner than
+# DEFAULT_STALE_AFTER_S), whatever the interval.
+STALE_SCRAPES = 4
 
 
 class MetricsScraper:
@@ -26,13 +29,21 @@ class MetricsScraper:
         *,
         interval_s: float = DEFAULT_INTERVAL_S,
         timeout_s: float = 0.25,
-        stale_after_s: float = DEFAULT_STALE_AFTER_S,
+        stale_after_s: float | None = None,
         on_unreachable: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         ssl_context: ssl.SSLContext | bool = True,
     ) -> None:
-        """`ssl_context`: verifies https endpoints (default: the system's CAs)."""
-        self.interval_s, self.stale_after_s = interval_s, stale_after_s
+        """`ssl_context`: verifies https endpoints (default: the system's CAs);
+        `stale_after_s`: default, STALE_SCRAPES intervals but at least DEFAULT_STALE_AFTER_S."""
+        if not interval_s > 0:
+            raise ValueError(f"the scrape interval must be above 0 s, got {interval_s}")
+        self.interval_s = interval_s
+        self.stale_after_s = (
+            max(DEFAULT_STALE_AFTER_S, STALE_SCRAPES * interval_s)
+            if stale_after_s is None
+            else stale_after_s
+        )
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._on_unreachable = on_unreachable
         self._clock = clock

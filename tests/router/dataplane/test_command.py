@@ -16,8 +16,10 @@ import aiohttp
 import pytest
 
 from fleetroute import routerconfig
-from fleetroute.v1alpha1 import learning_pb2
+from fleetroute.v1alpha1 import config_pb2, learning_pb2
 from fleetroute_router import command, defaults
+from fleetroute_router.dataplane import DataPlane
+from fleetroute_router.fleet import Fleet
 from fleetroute_router.sim.fleet import SimFleet
 
 
@@ -189,3 +191,28 @@ async def test_sharing_learning_without_what_it_needs_stops_start_up_clearly(
         _, err = await process.communicate()
     assert process.returncode == 2
     assert message in err.decode()
+
+
+async def test_a_scrape_interval_not_above_zero_stops_start_up_clearly(tmp_path: Path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "fleetroute", "serve", "--http", "", "--grpc", "127.0.0.1:0",
+        "--ext-proc", "", "--sim-ports", "free", "--scrape-interval", "0",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, cwd=tmp_path,
+    )  # fmt: skip
+    async with asyncio.timeout(30):
+        _, err = await process.communicate()
+    assert process.returncode == 2
+    assert "--scrape-interval must be above 0, got 0.0" in err.decode()
+
+
+def test_the_scrape_interval_reaches_the_scraper(
+    example_config: config_pb2.RouterConfig,
+) -> None:
+    parser = argparse.ArgumentParser()
+    command.configure(parser)
+    assert parser.parse_args([]).scrape_interval == 0.075
+    seconds = parser.parse_args(["--scrape-interval", "0.5"]).scrape_interval
+    dataplane = DataPlane(Fleet.from_config(example_config), scrape_interval_s=seconds)
+    assert dataplane.scraper is not None
+    assert dataplane.scraper.interval_s == 0.5
+    assert dataplane.scraper.stale_after_s == 2.0  # four missed scrapes

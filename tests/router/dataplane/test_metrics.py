@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
+
 from fleetroute_router.endpoints import metrics
 from fleetroute_router.endpoints.breaker import CircuitBreakers
-from fleetroute_router.endpoints.scraper import MetricsScraper
+from fleetroute_router.endpoints.scraper import (
+    DEFAULT_STALE_AFTER_S,
+    STALE_SCRAPES,
+    MetricsScraper,
+)
 from fleetroute_router.sim.model import ServerModel
 from fleetroute_router.sim.server import SimServer
 
@@ -67,3 +73,11 @@ async def test_scraper_reads_an_endpoint_and_forgets_stale_figures() -> None:
     finally:
         await scraper.close()
         await server.stop()
+
+
+def test_figures_go_stale_after_missed_scrapes_whatever_the_interval() -> None:
+    assert MetricsScraper().stale_after_s == DEFAULT_STALE_AFTER_S  # 75 ms scrapes: 0.5 s
+    assert MetricsScraper(interval_s=1.0).stale_after_s == STALE_SCRAPES * 1.0
+    assert MetricsScraper(interval_s=1.0, stale_after_s=0.2).stale_after_s == 0.2
+    with pytest.raises(ValueError, match="scrape interval must be above 0"):
+        MetricsScraper(interval_s=0.0)
