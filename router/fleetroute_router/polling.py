@@ -16,8 +16,8 @@ class Pollers:
     def __init__(self, read: Callable[[str], Awaitable[object]], what: str) -> None:
         """`what` names the reads in log lines (e.g. "scraping")."""
         self._read, self._what = read, what
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._intervals: dict[str, float] = {}
+        # Each key's task and the interval it polls at.
+        self._tasks: dict[str, tuple[asyncio.Task[None], float]] = {}
 
     def keep(self, wanted: Mapping[str, float]) -> list[str]:
         """Poll exactly the keys of `wanted` (key -> interval in seconds) from now on (needs a
@@ -25,14 +25,13 @@ class Pollers:
         is polled again at once, then at its new interval."""
         dropped = [key for key in self._tasks if key not in wanted]
         for key in dropped:
-            self._tasks.pop(key).cancel()
-            del self._intervals[key]
+            self._tasks.pop(key)[0].cancel()
         for key, interval_s in wanted.items():
-            if self._intervals.get(key) != interval_s:
-                if key in self._tasks:
-                    self._tasks[key].cancel()
-                self._tasks[key] = asyncio.create_task(self._poll(key, interval_s))
-                self._intervals[key] = interval_s
+            running = self._tasks.get(key)
+            if running is None or running[1] != interval_s:
+                if running is not None:
+                    running[0].cancel()
+                self._tasks[key] = (asyncio.create_task(self._poll(key, interval_s)), interval_s)
         return dropped
 
     @property
@@ -50,9 +49,8 @@ class Pollers:
 
     async def close(self) -> None:
         """Cancel every task and wait for them to end."""
-        tasks = list(self._tasks.values())
+        tasks = [task for task, _ in self._tasks.values()]
         self._tasks.clear()
-        self._intervals.clear()
         for task in tasks:
             task.cancel()
         for task in tasks:

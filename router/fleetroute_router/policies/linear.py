@@ -252,8 +252,8 @@ class LinearModel:
     def _learn_discounted_together(
         self, o: slice | npt.NDArray[np.intp], k: int, x: Vector, values: Vector
     ) -> None:
-        """The discounted step of _learn for the objectives `o` of arm k, with one batched
-        inverse: forgetting changes every direction, so it has no rank-one shortcut."""
+        """The discounted step for the objectives `o` of arm k, with one batched inverse:
+        forgetting changes every direction, so it has no rank-one shortcut."""
         gamma, d = self.discount, self.dimension
         gram = gamma * self.gram[o, k]
         gram.reshape(-1, d * d)[:, :: d + 1] += (1.0 - gamma) * self.regularization
@@ -268,21 +268,11 @@ class LinearModel:
         self.version += 1
 
     def _learn(self, o: int, k: int, x: Vector, score: float) -> None:
-        residual = score - self.prior_mean
-        gamma = self.discount
-        if gamma < 1.0:
-            d = self.dimension
-            self.gram[o, k] = gamma * self.gram[o, k] + (
-                1.0 - gamma
-            ) * self.regularization * np.eye(d)
-            self.gram[o, k] += np.outer(x, x)
-            self.target[o, k] = gamma * self.target[o, k] + residual * x
-            self.observations[o, k] = gamma * self.observations[o, k] + 1.0
-            self.reward_sum[o, k] = gamma * self.reward_sum[o, k] + score
-            self._refresh(o, k)
+        if self.discount < 1.0:
+            self._learn_discounted_together(slice(o, o + 1), k, x, np.array([score]))
             return
         self.gram[o, k] += np.outer(x, x)
-        self.target[o, k] += residual * x
+        self.target[o, k] += (score - self.prior_mean) * x
         self.observations[o, k] += 1.0
         self.reward_sum[o, k] += score
         self.changes[k] += 1
